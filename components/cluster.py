@@ -1,0 +1,75 @@
+"""The Proxmox cluster itself: membership and corosync links.
+
+The cluster forms over the LAN (link 0) first, because the API that configures the other nodes
+only reaches them once they are members. Link 1 on the storage network is added once that
+network is up, so corosync keeps quorum if either network dies. A two-node cluster gets a
+quorum device for its third vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from components import remote
+from components.stack import Access
+from spec.models import Cluster
+
+
+class ProxmoxCluster(pulumi.ComponentResource):
+    """Cluster creation and joins (link 0), then the second corosync link and any qdevice."""
+
+    def __init__(self, cluster: Cluster, access: Access, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("homelab:cluster:ProxmoxCluster", cluster.name, None, opts)
+        first, *others = cluster.nodes
+        self.created = remote.run(
+            f"{first.name}-cluster-create",
+            access.connection(str(first.address)),
+            remote.script("cluster-create", cluster=cluster.name, link0=str(first.address)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.members: list[pulumi.Resource] = [self.created]
+        previous: pulumi.Resource = self.created
+        for node in others:
+            # Joins run one at a time: pvecm add takes a cluster-wide lock.
+            previous = remote.run(
+                f"{node.name}-cluster-join",
+                access.connection(str(node.address)),
+                remote.script("cluster-join", first_node=str(first.address), link0=str(node.address)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
+            )
+            self.members.append(previous)
+        self.quorum_device: pulumi.Resource | None = None
+        if cluster.quorum_device is not None:
+            self.quorum_device = remote.run(
+                f"{cluster.name}-qdevice",
+                access.connection(str(first.address)),
+                remote.script("qdevice", qnetd_address=str(cluster.quorum_device.address)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.members),
+            )
+        self.register_outputs({"nodes": [n.name for n in cluster.nodes]})
+
+
+class CorosyncStorageLink(pulumi.ComponentResource):
+    """Corosync link 1 over the storage network, once that network is up on every node."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        access: Access,
+        members: ProxmoxCluster,
+        storage_network: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:cluster:CorosyncStorageLink", f"{cluster.name}-link1", None, opts)
+        first = cluster.nodes[0]
+        self.ring1 = " ".join(f"{n.name}={n.storage_address}" for n in cluster.nodes)
+        self.command = remote.run(
+            f"{cluster.name}-corosync-link1",
+            access.connection(str(first.address)),
+            remote.script("corosync-link1", ring1=self.ring1),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*members.members, *storage_network]),
+            triggers=[self.ring1],
+        )
+        self.register_outputs({"ring1": self.ring1})

@@ -1,0 +1,133 @@
+"""Host networking: the LAN bond and guest bridge on every node, and the storage network.
+
+A node reaches the LAN through `bond0` over two NICs and the VLAN-aware bridge `vmbr0` that
+holds its management address, so one dead cable, port or NIC changes nothing. The storage
+network (Ceph, corosync link 1) is either a second bond (`bond1`) or a full mesh of direct
+cables routed by a Proxmox SDN OpenFabric fabric: with three nodes, a cut cable is routed
+around through the third node.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+from pulumi_proxmoxve.network import linux
+
+from spec.models import Bond, Cluster, Node
+
+LAN_BOND = "bond0"
+LAN_BRIDGE = "vmbr0"
+STORAGE_BOND = "bond1"
+# Proxmox writes `bond-miimon 100` for every bond it creates through its API: links are
+# monitored every 100 ms and a dead member leaves the bond without waiting for ARP.
+
+
+def bond_args(
+    node: str, name: str, bond: Bond, comment: str, address: str | None = None, mtu: int | None = None
+) -> linux.BondArgs:
+    lacp = bond.mode == "802.3ad"
+    return linux.BondArgs(
+        node_name=node,
+        name=name,
+        slaves=list(bond.members),
+        bond_mode=bond.mode,
+        # layer3+4 spreads flows across both links; only meaningful with LACP.
+        bond_xmit_hash_policy="layer3+4" if lacp else None,
+        bond_primary=bond.primary if not lacp else None,
+        autostart=True,
+        comment=comment,
+        address=address,
+        mtu=mtu,
+    )
+
+
+class NodeNetwork(pulumi.ComponentResource):
+    """The bonded LAN uplink and guest bridge of one node, plus its storage bond if any."""
+
+    bridge: str
+    storage_interfaces: list[str]
+
+    def __init__(self, cluster: Cluster, node: Node, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("homelab:network:NodeNetwork", node.name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        lan = cluster.networks.lan
+        self.lan_bond = linux.Bond(
+            f"{node.name}-{LAN_BOND}",
+            bond_args(node.name, LAN_BOND, node.bond, "LAN uplink: survives one cable or port failure"),
+            opts=child,
+        )
+        self.bridge_resource = linux.Bridge(
+            f"{node.name}-{LAN_BRIDGE}",
+            linux.BridgeArgs(
+                node_name=node.name,
+                name=LAN_BRIDGE,
+                ports=[LAN_BOND],
+                vlan_aware=True,
+                vids="2-4094",
+                address=f"{node.address}/{lan.cidr.prefixlen}",
+                gateway=str(lan.gateway),
+                autostart=True,
+                comment="management address and guest bridge (VLAN aware)",
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.lan_bond]),
+        )
+        self.bridge = LAN_BRIDGE
+        self.storage_interfaces = [STORAGE_BOND] if node.storage_bond else [link.nic for link in node.mesh_links]
+        self.storage_bond: linux.Bond | None = None
+        if node.storage_bond is not None:
+            self.storage_bond = linux.Bond(
+                f"{node.name}-{STORAGE_BOND}",
+                bond_args(
+                    node.name,
+                    STORAGE_BOND,
+                    node.storage_bond,
+                    "storage network: Ceph and corosync link 1",
+                    address=f"{node.storage_address}/{cluster.networks.ceph.public.prefixlen}",
+                    mtu=cluster.networks.storage.mtu,
+                ),
+                opts=child,
+            )
+        self.register_outputs({"bridge": self.bridge, "storage_interfaces": self.storage_interfaces})
+
+
+class StorageMesh(pulumi.ComponentResource):
+    """A full mesh of direct node-to-node cables for Ceph, routed by an SDN OpenFabric fabric.
+
+    OpenFabric (IS-IS) finds a path over the remaining cables when one fails, so every node
+    keeps reaching every other on the storage network. Each node's storage address is its
+    router address in the fabric.
+    """
+
+    def __init__(self, cluster: Cluster, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("homelab:network:StorageMesh", cluster.networks.storage.fabric, None, opts)
+        net = cluster.networks
+        self.fabric = proxmoxve.sdn.fabric.Openfabric(
+            f"{net.storage.fabric}-fabric",
+            proxmoxve.sdn.fabric.OpenfabricArgs(
+                resource_id=net.storage.fabric,
+                ip_prefix=str(net.ceph.public),
+                hello_interval=1,
+                csnp_interval=2,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.nodes = [
+            proxmoxve.sdn.fabric.node.Openfabric(
+                f"{net.storage.fabric}-{node.name}",
+                proxmoxve.sdn.fabric.node.OpenfabricArgs(
+                    fabric_id=net.storage.fabric,
+                    node_id=node.name,
+                    ip=str(node.storage_address),
+                    interface_names=[link.nic for link in node.mesh_links],
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.fabric]),
+            )
+            for node in cluster.nodes
+        ]
+        # SDN changes are staged until applied cluster-wide.
+        self.applied = proxmoxve.sdn.Applier(
+            f"{net.storage.fabric}-apply",
+            proxmoxve.sdn.ApplierArgs(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.nodes),
+        )
+        self.register_outputs({"fabric": net.storage.fabric})

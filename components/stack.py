@@ -1,0 +1,61 @@
+"""What every layer needs from the stack: the validated spec, the Proxmox provider, SSH access."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+import pulumi_proxmoxve as proxmoxve
+
+from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
+
+# Secrets the owner sets with `pulumi config set --secret`; never in a stack file in plain text.
+SECRET_KEYS = ("proxmoxApiToken", "sshPrivateKey")
+
+
+def load_cluster() -> Cluster:
+    """The validated spec from `homelab:cluster`; a bad spec stops the program before any resource."""
+    raw = pulumi.Config("homelab").get(CLUSTER_KEY.split(":", 1)[1])
+    if raw is None:
+        raise pulumi.RunError(f"{CLUSTER_KEY} is not set in this stack's config")
+    try:
+        return parse_cluster(json.loads(raw))
+    except SpecError as exc:
+        raise pulumi.RunError(f"invalid {CLUSTER_KEY}:\n{exc}") from None
+
+
+@dataclass(frozen=True)
+class Access:
+    """How the program reaches the cluster: the Proxmox API and SSH to the nodes and VMs."""
+
+    proxmox: proxmoxve.Provider
+    ssh_user: str
+    ssh_private_key: pulumi.Output[str]
+
+    def connection(self, host: str, user: str | None = None) -> command.remote.ConnectionArgs:
+        return command.remote.ConnectionArgs(
+            host=host, user=user or self.ssh_user, private_key=self.ssh_private_key, dial_error_limit=30
+        )
+
+
+def connect(cluster: Cluster) -> Access:
+    config = pulumi.Config("homelab")
+    token = config.require_secret("proxmoxApiToken")
+    key = config.require_secret("sshPrivateKey")
+    provider = proxmoxve.Provider(
+        "proxmox",
+        proxmoxve.ProviderArgs(
+            endpoint=config.require("proxmoxEndpoint"),
+            api_token=token,
+            insecure=config.get_bool("proxmoxInsecure") or False,
+            # Snippets and some disk operations go over SSH to the node that owns them.
+            ssh=proxmoxve.ProviderSshArgs(
+                username=cluster.proxmox.ssh_user,
+                private_key=key,
+                nodes=[proxmoxve.ProviderSshNodeArgs(name=n.name, address=str(n.address)) for n in cluster.nodes],
+            ),
+        ),
+    )
+    return Access(proxmox=provider, ssh_user=cluster.proxmox.ssh_user, ssh_private_key=key)

@@ -1,0 +1,175 @@
+"""Run the real `__main__.py` in-process under Pulumi's mocks and capture every resource.
+
+This is what the engine would see in a `pulumi preview`: each registration with its type, name,
+parent, inputs, dependencies and options. Outputs a provider computes stay unknown, as in a
+real preview, so nothing downstream can depend on values that only exist after `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import wait_for_rpcs
+
+from spec import CLUSTER_KEY, read_stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "homelab"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# Stand-ins for the secrets an owner sets with `pulumi config set --secret`; never real values.
+OFFLINE_SECRETS = {
+    "homelab:proxmoxApiToken": "offline@pve!preview=00000000-0000-0000-0000-000000000000",
+    "homelab:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-preview\n-----END OPENSSH PRIVATE KEY-----",
+}
+
+
+@dataclass
+class Resource:
+    """One registration as the engine would see it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_paths: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    provider: str = ""
+    retain_on_delete: bool = False
+
+    @property
+    def parent_name(self) -> str:
+        return self.parent.rsplit("::", 1)[-1] if self.parent else ""
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[Resource]
+    outputs: dict[str, Any]
+
+    def of_type(self, typ: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == typ]
+
+    def named(self, name: str) -> Resource:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name}")
+        return matches[0]
+
+    def by_urn(self) -> dict[str, Resource]:
+        return {r.urn: r for r in self.resources}
+
+
+def _plain(value: Any, path: str, secrets: list[str]) -> Any:
+    """Protobuf-JSON property value -> plain Python, noting where secrets were."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            secrets.append(path)
+            return _plain(value.get("value"), path, secrets)
+        return {k: _plain(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire carries every number as a float
+    return value
+
+
+class CapturingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also recording what the engine would receive (parent, deps, options)."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.captured: list[Resource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        secrets: list[str] = []
+        inputs = _plain(json_format.MessageToDict(request.object), "", secrets)
+        self.captured.append(
+            Resource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent
+                if not request.parent.endswith(f"pulumi:pulumi:Stack::{PROJECT}-{self._stack}")
+                else "",
+                custom=bool(request.custom),
+                inputs=inputs,
+                secret_paths=secrets,
+                dependencies=list(request.dependencies),
+                protect=bool(request.protect),
+                provider=request.provider,
+                retain_on_delete=bool(request.retainOnDelete),
+            )
+        )
+        return response
+
+    _stack = ""
+
+
+class OfflineMocks(pulumi_mocks.Mocks):
+    """Answers like a provider during preview: inputs echo back, computed outputs stay unknown."""
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def config_for(stack: str, root: Path = ROOT, cluster: dict[str, Any] | None = None) -> dict[str, str]:
+    """The stack's config as the engine passes it: every value a string, objects as JSON."""
+    raw = read_stack_config(stack_file(stack, root))
+    if cluster is not None:
+        raw[CLUSTER_KEY] = cluster
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+    for key, value in OFFLINE_SECRETS.items():
+        config.setdefault(key, value)
+    return config
+
+
+def run_program(stack: str, config: dict[str, str], root: Path = ROOT) -> ProgramRun:
+    """Run `__main__.py` once under mocks, in a fresh context so runs never share state."""
+    return contextvars.Context().run(_run, stack, config, root)
+
+
+def _run(stack: str, config: dict[str, str], root: Path) -> ProgramRun:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = CapturingMonitor(OfflineMocks())
+    monitor._stack = stack
+    pulumi.runtime.set_all_config(config, secret_keys=list(OFFLINE_SECRETS))
+    pulumi.runtime.set_mocks(OfflineMocks(), project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    outputs: dict[str, Any] = {}
+    try:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        loop.run_until_complete(wait_for_rpcs())
+        root_resource = pulumi.runtime.get_root_resource()
+        outputs = dict(getattr(root_resource, "outputs", {}) or {})
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    return ProgramRun(stack=stack, resources=monitor.captured, outputs=outputs)

@@ -1,0 +1,74 @@
+"""The cluster's modelled electrical draw.
+
+A node draws its idle watts plus a share of (max - idle) equal to its expected CPU utilisation:
+the sum over its guests of vCPUs x expected load, over the node's cores, capped at 1. Mini PCs
+are close to linear between idle and full load, which is what makes this model useful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from spec.models import Cluster, Guest, Node
+
+HOURS_PER_MONTH = 730.0  # 8760 h / 12
+
+
+@dataclass(frozen=True)
+class NodeDraw:
+    node: str
+    idle_watts: float
+    max_watts: float
+    utilisation: float
+    watts: float
+
+
+@dataclass(frozen=True)
+class ClusterDraw:
+    nodes: list[NodeDraw]
+    budget_watts: float
+    price_per_kwh: float
+
+    @property
+    def idle_watts(self) -> float:
+        return sum(n.idle_watts for n in self.nodes)
+
+    @property
+    def watts(self) -> float:
+        return sum(n.watts for n in self.nodes)
+
+    @property
+    def within_budget(self) -> bool:
+        return self.watts <= self.budget_watts
+
+    @property
+    def kwh_per_month(self) -> float:
+        return self.watts * HOURS_PER_MONTH / 1000
+
+    @property
+    def cost_per_month(self) -> float:
+        return self.kwh_per_month * self.price_per_kwh
+
+    def describe(self) -> str:
+        per_node = ", ".join(f"{n.node} {n.watts:.1f} W ({n.utilisation:.0%} busy)" for n in self.nodes)
+        return f"{self.watts:.1f} W modelled against a budget of {self.budget_watts:.0f} W: {per_node}"
+
+
+def node_draw(node: Node, guests: Iterable[Guest]) -> NodeDraw:
+    hw = node.hardware
+    busy_cores = sum(g.cores * g.load for g in guests)
+    utilisation = min(1.0, busy_cores / hw.cores)
+    watts = hw.idle_watts + (hw.max_watts - hw.idle_watts) * utilisation
+    return NodeDraw(node.name, hw.idle_watts, hw.max_watts, utilisation, watts)
+
+
+def cluster_draw(cluster: Cluster, placement: Mapping[str, str], down: str | None = None) -> ClusterDraw:
+    """Draw of every running node given guest -> node; a node with no guests runs idle, a down one draws 0."""
+    on_node: dict[str, list[Guest]] = {n.name: [] for n in cluster.nodes}
+    for guest in cluster.guests:
+        node = placement.get(guest.name)
+        if node in on_node:
+            on_node[node].append(guest)
+    draws = [node_draw(n, on_node[n.name]) for n in cluster.nodes if n.name != down]
+    return ClusterDraw(draws, cluster.power.budget_watts, cluster.power.price_per_kwh)

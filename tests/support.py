@@ -1,0 +1,69 @@
+"""Shared test helpers: stack specs as data, patched variants, and cached program runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from offline.harness import ROOT, ProgramRun, config_for, run_program
+from plan.placement import place
+from spec import CLUSTER_KEY, Cluster, parse_cluster, read_stack_config
+
+STACKS = ("home", "lab")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def stack_data(stack: str) -> dict[str, Any]:
+    """The raw `homelab:cluster` value of a shipped stack file (a fresh copy)."""
+    return copy.deepcopy(read_stack_config(ROOT / f"Pulumi.{stack}.yaml")[CLUSTER_KEY])
+
+
+def stack_cluster(stack: str) -> Cluster:
+    return parse_cluster(stack_data(stack))
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _walk(doc: Any, path: str) -> tuple[Any, str | int]:
+    steps: list[str | int] = [int(i) if i else k for k, i in _STEP.findall(path)]
+    for step in steps[:-1]:
+        doc = doc[step]
+    return doc, steps[-1]
+
+
+def patched(
+    base: dict[str, Any], set_: dict[str, Any] | None = None, delete: list[str] | None = None
+) -> dict[str, Any]:
+    """A copy of a spec with `a.b[0].c` paths set or deleted."""
+    doc = copy.deepcopy(base)
+    for path in delete or []:
+        parent, key = _walk(doc, path)
+        del parent[key]
+    for path, value in (set_ or {}).items():
+        parent, key = _walk(doc, path)
+        parent[key] = value
+    return doc
+
+
+def validate(data: dict[str, Any]) -> Cluster:
+    """Everything `make preview` checks before declaring a resource: the spec, then placement."""
+    cluster = parse_cluster(data)
+    place(cluster)
+    return cluster
+
+
+@cache
+def program(stack: str) -> ProgramRun:
+    """The shipped stack's program, run once under mocks per test session."""
+    return run_program(stack, config_for(stack))
+
+
+def program_with(stack: str, data: dict[str, Any]) -> ProgramRun:
+    config = config_for(stack)
+    config[CLUSTER_KEY] = json.dumps(data)
+    return run_program(stack, config)

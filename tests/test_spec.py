@@ -1,0 +1,57 @@
+"""The stack spec: every shipped stack is valid; every invalid fixture fails with its message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from plan.placement import PlacementError
+from spec import SpecError, parse_cluster
+from tests.support import FIXTURES, STACKS, patched, stack_data, validate
+
+INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+
+
+def test_fixture_matrix_is_large_enough() -> None:
+    assert len(INVALID) >= 15
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_shipped_stacks_are_valid(stack: str) -> None:
+    cluster = validate(stack_data(stack))
+    assert cluster.name == stack
+
+
+@pytest.mark.parametrize("fixture", INVALID, ids=lambda p: p.stem)
+def test_invalid_fixture_is_rejected_with_its_message(fixture: Path) -> None:
+    case = yaml.safe_load(fixture.read_text())
+    data = patched(stack_data(case["base"]), case.get("set"), case.get("delete"))
+    with pytest.raises((SpecError, PlacementError)) as err:
+        validate(data)
+    assert case["expect"] in str(err.value), f"got:\n{err.value}"
+
+
+def test_errors_list_every_problem_with_its_path() -> None:
+    data = patched(stack_data("home"), {"networks.lan.vlan": 0, "nodes[0].hardware.cores": 0, "colour": "blue"})
+    with pytest.raises(SpecError) as err:
+        parse_cluster(data)
+    message = str(err.value)
+    assert "networks.lan.vlan: Input should be greater than or equal to 1" in message
+    assert "nodes.0.hardware.cores: Input should be greater than or equal to 1" in message
+    assert "colour: unknown key" in message
+
+
+def test_spec_is_not_a_mapping() -> None:
+    with pytest.raises(SpecError, match="expected a mapping"):
+        parse_cluster(["not", "a", "cluster"])
+
+
+def test_spec_package_does_not_import_pulumi() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, spec, plan.placement, plan.power; print('pulumi' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
