@@ -7,6 +7,7 @@ import pulumi
 
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.network import NodeNetwork, StorageMesh
+from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
 
 # The spec: every figure of the cluster, validated before anything is declared.
@@ -17,7 +18,9 @@ proxmox = pulumi.ResourceOptions(provider=access.proxmox)
 # 1. The Proxmox cluster forms over the LAN (corosync link 0).
 members = ProxmoxCluster(cluster, access)
 
-# 2. Every node: bonded LAN uplink, VLAN-aware guest bridge, and the storage network.
+# 2. Every node: low-power tuning, bonded LAN uplink, VLAN-aware guest bridge, storage network.
+for n in cluster.nodes:
+    NodePowerTuning(n, access)
 after_join = pulumi.ResourceOptions(provider=access.proxmox, depends_on=members.members)
 networks = {n.name: NodeNetwork(cluster, n, opts=after_join) for n in cluster.nodes}
 storage_network: list[pulumi.Resource] = [net for net in networks.values()]

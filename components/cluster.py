@@ -70,6 +70,5 @@ class CorosyncStorageLink(pulumi.ComponentResource):
             access.connection(str(first.address)),
             remote.script("corosync-link1", ring1=self.ring1),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*members.members, *storage_network]),
-            triggers=[self.ring1],
         )
         self.register_outputs({"ring1": self.ring1})

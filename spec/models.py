@@ -18,6 +18,8 @@ Name = Annotated[str, Field(pattern=HOSTNAME)]
 VlanId = Annotated[int, Field(ge=1, le=4094)]
 Watts = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+# VM IDs of the templates made from cloud images; guests may not use them.
+TEMPLATE_VM_IDS = range(9000, 9100)
 
 
 class Model(BaseModel):
@@ -251,6 +253,8 @@ class Guest(Model):
     ha: bool = False
     load: Fraction = 0.1  # expected share of its vCPUs busy, for the power model
     anti_affinity: str | None = None
+    # Guard a guest that holds data: Pulumi refuses to delete it and so does Proxmox.
+    protect: bool = False
     packages: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
@@ -440,6 +444,9 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
         raise ValueError(f"guests: guest name {d} is used twice")
     for d in _dupes([str(g.vm_id) for g in c.guests]):
         raise ValueError(f"guests: vm_id {d} is used twice")
+    for g in c.guests:
+        if TEMPLATE_VM_IDS.start <= g.vm_id < TEMPLATE_VM_IDS.stop:
+            raise ValueError(f"guests ({g.name}): vm_id {g.vm_id} is reserved for image templates (9000-9099)")
     addresses = [str(n.address) for n in c.nodes] + [str(n.storage_address) for n in c.nodes]
     addresses += [str(g.address) for g in c.guests if g.address is not None]
     for d in _dupes(addresses):

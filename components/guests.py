@@ -1,0 +1,280 @@
+"""Guests: VM templates from cloud images, cloud-init snippets, the VMs and the LXCs.
+
+Each cloud image is downloaded once and turned into a template whose disk sits on the shared
+Ceph storage, so any node can clone it. VMs are full clones, one at a time (parallel clones
+hit Proxmox's storage lock). Power-friendly defaults: CPU type `host` (no emulated features),
+ballooning where the spec gives a floor, no tablet device (its USB polling keeps an idle
+guest's vCPU waking), a serial console instead of emulated graphics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+
+from components.cloudinit import user_data
+from components.network import LAN_BRIDGE
+from spec.models import TEMPLATE_VM_IDS, Cluster, Guest, Image
+
+
+def _ip(cluster: Cluster, guest: Guest) -> tuple[str, str | None]:
+    """Static address from the spec, else DHCP."""
+    if guest.address is None:
+        return "dhcp", None
+    lan = cluster.networks.lan
+    return f"{guest.address}/{lan.cidr.prefixlen}", str(lan.gateway)
+
+
+class GuestTemplates(pulumi.ComponentResource):
+    """One template VM per cloud image, its disk on the shared Ceph storage."""
+
+    templates: dict[str, proxmoxve.VmLegacy]
+    vm_ids: dict[str, int]
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        storage: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:guests:GuestTemplates", f"{cluster.name}-templates", None, opts)
+        used = sorted({g.image for g in cluster.guests if g.kind == "vm" and g.image is not None})
+        node = cluster.nodes[0].name
+        self.node = node
+        self.templates = {}
+        self.vm_ids = {key: TEMPLATE_VM_IDS.start + index for index, key in enumerate(used)}
+        for key in used:
+            image: Image = cluster.images[key]
+            download = proxmoxve.download.File(
+                f"{key}-image",
+                proxmoxve.download.FileArgs(
+                    node_name=node,
+                    datastore_id=cluster.proxmox.images_storage,
+                    content_type="iso",
+                    url=image.url,
+                    file_name=image.file_name,
+                    checksum=image.checksum,
+                    checksum_algorithm=image.checksum_algorithm if image.checksum else None,
+                    overwrite=False,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.templates[key] = proxmoxve.VmLegacy(
+                f"{key}-template",
+                proxmoxve.VmLegacyArgs(
+                    node_name=node,
+                    vm_id=self.vm_ids[key],
+                    name=f"tmpl-{key}",
+                    template=True,
+                    started=False,
+                    on_boot=False,
+                    description=f"cloud image {image.file_name}, managed by homelab",
+                    tags=["homelab", "template"],
+                    cpu=proxmoxve.VmLegacyCpuArgs(type="host", cores=1),
+                    memory=proxmoxve.VmLegacyMemoryArgs(dedicated=1024),
+                    agent=proxmoxve.VmLegacyAgentArgs(enabled=True, trim=True),
+                    scsi_hardware="virtio-scsi-single",
+                    disks=[
+                        proxmoxve.VmLegacyDiskArgs(
+                            interface="scsi0",
+                            datastore_id=storage,
+                            file_id=download.id,
+                            iothread=True,
+                            discard="on",
+                            ssd=True,
+                            size=4,
+                        )
+                    ],
+                    serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
+                    vga=proxmoxve.VmLegacyVgaArgs(type="serial0"),
+                    operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({"templates": sorted(self.templates)})
+
+
+class Guests(pulumi.ComponentResource):
+    """Every VM and LXC of the spec on the node placement chose for it."""
+
+    machines: dict[str, pulumi.CustomResource]
+    placement: dict[str, str]
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        placement: Mapping[str, str],
+        storage: str,
+        templates: GuestTemplates,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:guests:Guests", f"{cluster.name}-guests", None, opts)
+        self.cluster = cluster
+        self.storage = storage
+        self.placement = dict(placement)
+        self.machines = {}
+        previous_clone: Sequence[pulumi.Resource] = []
+        for guest in cluster.guests:
+            if guest.kind == "vm":
+                vm = self._vm(guest, templates, previous_clone)
+                previous_clone = [vm]
+                self.machines[guest.name] = vm
+            else:
+                self.machines[guest.name] = self._container(guest)
+        self.register_outputs({"placement": self.placement})
+
+    def _disk_storage(self, guest: Guest, index: int) -> str:
+        return self.cluster.disk_storage(guest.disks[index])
+
+    def _snippets(self, guest: Guest) -> proxmoxve.FileLegacy:
+        """The user-data snippet, on every node: an HA guest restarting elsewhere needs it there."""
+        content = user_data(self.cluster, guest)
+        files = [
+            proxmoxve.FileLegacy(
+                f"{guest.name}-user-data-{node.name}",
+                proxmoxve.FileLegacyArgs(
+                    node_name=node.name,
+                    datastore_id=self.cluster.proxmox.snippets_storage,
+                    content_type="snippets",
+                    source_raw=proxmoxve.FileLegacySourceRawArgs(
+                        data=content, file_name=f"{guest.name}-user-data.yaml"
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for node in self.cluster.nodes
+        ]
+        # Every copy has the same file ID (storage:snippets/name); the placed node's is referenced.
+        return next(f for f, n in zip(files, self.cluster.nodes, strict=True) if n.name == self.placement[guest.name])
+
+    def _vm(self, guest: Guest, templates: GuestTemplates, after: Sequence[pulumi.Resource]) -> proxmoxve.VmLegacy:
+        assert guest.image is not None  # the spec requires an image for a VM
+        template = templates.templates[guest.image]
+        snippet = self._snippets(guest)
+        address, gateway = _ip(self.cluster, guest)
+        lan = self.cluster.networks.lan
+        extra_disks = [
+            proxmoxve.VmLegacyDiskArgs(
+                interface=f"scsi{i}",
+                datastore_id=self._disk_storage(guest, i),
+                size=disk.size_gib,
+                iothread=True,
+                discard="on",
+                ssd=True,
+            )
+            for i, disk in enumerate(guest.disks)
+            if i > 0
+        ]
+        return proxmoxve.VmLegacy(
+            guest.name,
+            proxmoxve.VmLegacyArgs(
+                node_name=self.placement[guest.name],
+                vm_id=guest.vm_id,
+                name=guest.name,
+                description=f"{guest.name}.{self.cluster.domain}, managed by homelab",
+                tags=sorted({"homelab", *guest.tags, *(["ha"] if guest.ha else [])}),
+                clone=proxmoxve.VmLegacyCloneArgs(
+                    vm_id=templates.vm_ids[guest.image],
+                    node_name=templates.node,
+                    datastore_id=self._disk_storage(guest, 0),
+                    full=True,
+                    retries=3,
+                ),
+                # Moving a guest (a new placement, a node drained) live-migrates it, never recreates it.
+                migrate=True,
+                on_boot=True,
+                started=True,
+                stop_on_destroy=True,
+                protection=guest.protect,
+                cpu=proxmoxve.VmLegacyCpuArgs(type="host", cores=guest.cores),
+                memory=proxmoxve.VmLegacyMemoryArgs(
+                    dedicated=guest.memory_mib, floating=guest.balloon_min_mib or guest.memory_mib
+                ),
+                agent=proxmoxve.VmLegacyAgentArgs(enabled=True, trim=True),
+                tablet_device=False,
+                scsi_hardware="virtio-scsi-single",
+                disks=[
+                    proxmoxve.VmLegacyDiskArgs(
+                        interface="scsi0",
+                        datastore_id=self._disk_storage(guest, 0),
+                        size=guest.disks[0].size_gib,
+                        iothread=True,
+                        discard="on",
+                        ssd=True,
+                    ),
+                    *extra_disks,
+                ],
+                network_devices=[proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio")],
+                serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
+                vga=proxmoxve.VmLegacyVgaArgs(type="serial0"),
+                operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
+                initialization=proxmoxve.VmLegacyInitializationArgs(
+                    datastore_id=self._disk_storage(guest, 0),
+                    user_data_file_id=snippet.id,
+                    ip_configs=[
+                        proxmoxve.VmLegacyInitializationIpConfigArgs(
+                            ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(address=address, gateway=gateway)
+                        )
+                    ],
+                    dns=proxmoxve.VmLegacyInitializationDnsArgs(
+                        domain=self.cluster.domain, servers=[str(a) for a in lan.dns] or None
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[template, *after], protect=guest.protect),
+        )
+
+    def _container(self, guest: Guest) -> proxmoxve.ContainerLegacy:
+        assert guest.template is not None  # the spec requires a template for an LXC
+        address, gateway = _ip(self.cluster, guest)
+        lan = self.cluster.networks.lan
+        return proxmoxve.ContainerLegacy(
+            guest.name,
+            proxmoxve.ContainerLegacyArgs(
+                node_name=self.placement[guest.name],
+                vm_id=guest.vm_id,
+                description=f"{guest.name}.{self.cluster.domain}, managed by homelab",
+                tags=sorted({"homelab", *guest.tags, *(["ha"] if guest.ha else [])}),
+                # Unprivileged: root in the container is not root on the host.
+                unprivileged=True,
+                features=proxmoxve.ContainerLegacyFeaturesArgs(nesting=True),
+                start_on_boot=True,
+                started=True,
+                protection=guest.protect,
+                cpu=proxmoxve.ContainerLegacyCpuArgs(cores=guest.cores),
+                memory=proxmoxve.ContainerLegacyMemoryArgs(dedicated=guest.memory_mib, swap=0),
+                disk=proxmoxve.ContainerLegacyDiskArgs(
+                    datastore_id=self._disk_storage(guest, 0), size=guest.disks[0].size_gib
+                ),
+                mount_points=[
+                    proxmoxve.ContainerLegacyMountPointArgs(
+                        volume=self._disk_storage(guest, i), size=f"{disk.size_gib}G", path=f"/mnt/data{i}"
+                    )
+                    for i, disk in enumerate(guest.disks)
+                    if i > 0
+                ],
+                network_interfaces=[proxmoxve.ContainerLegacyNetworkInterfaceArgs(name="eth0", bridge=LAN_BRIDGE)],
+                operating_system=proxmoxve.ContainerLegacyOperatingSystemArgs(
+                    template_file_id=guest.template, type="debian"
+                ),
+                initialization=proxmoxve.ContainerLegacyInitializationArgs(
+                    hostname=guest.name,
+                    ip_configs=[
+                        proxmoxve.ContainerLegacyInitializationIpConfigArgs(
+                            ipv4=proxmoxve.ContainerLegacyInitializationIpConfigIpv4Args(
+                                address=address, gateway=gateway
+                            )
+                        )
+                    ],
+                    dns=proxmoxve.ContainerLegacyInitializationDnsArgs(
+                        domain=self.cluster.domain, servers=[str(a) for a in lan.dns] or None
+                    ),
+                    user_account=proxmoxve.ContainerLegacyInitializationUserAccountArgs(
+                        keys=list(self.cluster.access.ssh_public_keys)
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=guest.protect),
+        )

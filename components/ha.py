@@ -1,0 +1,116 @@
+"""Proxmox HA: guests marked `ha` restart on another node when theirs dies.
+
+Proxmox VE 9 expresses placement wishes as HA rules: a node-affinity rule keeps a guest on its
+preferred node while that node is up, and a negative resource-affinity rule keeps the members
+of an anti-affinity group (the k3s servers) on different nodes, even after a failover.
+Proxmox VE 8 has only HA groups (the rule API does not exist there); anti-affinity then rests
+on the initial placement alone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+
+from spec.models import Cluster, Guest
+
+PREFERRED_PRIORITY = 2
+OTHER_PRIORITY = 1
+
+
+def ha_id(guest: Guest) -> str:
+    return f"{'vm' if guest.kind == 'vm' else 'ct'}:{guest.vm_id}"
+
+
+def node_priorities(cluster: Cluster, preferred: str) -> dict[str, int]:
+    """The preferred node first, every other node as a fallback (a non-strict preference)."""
+    return {n.name: PREFERRED_PRIORITY if n.name == preferred else OTHER_PRIORITY for n in cluster.nodes}
+
+
+class HighAvailability(pulumi.ComponentResource):
+    """HA resources for every `ha` guest, plus the rules (PVE 9) or groups (PVE 8) they follow."""
+
+    resources: dict[str, proxmoxve.Haresource]
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        machines: Mapping[str, pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:ha:HighAvailability", f"{cluster.name}-ha", None, opts)
+        ha_guests = [g for g in cluster.guests if g.ha]
+        pve8 = cluster.proxmox.version == 8
+        groups = self._groups(cluster, ha_guests) if pve8 else {}
+        self.resources = {
+            g.name: proxmoxve.Haresource(
+                f"{g.name}-ha",
+                proxmoxve.HaresourceArgs(
+                    resource_id=ha_id(g),
+                    state="started",
+                    # One restart on the same node, then move: a dead node never answers a restart.
+                    max_restart=1,
+                    max_relocate=2,
+                    group=groups[g.node].group if g.node in groups else None,
+                    comment=f"{g.name}, managed by homelab",
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[machines[g.name]]),
+            )
+            for g in ha_guests
+        }
+        self.rules: list[proxmoxve.Harule] = [] if pve8 else self._rules(cluster, ha_guests)
+        self.register_outputs({"ha_guests": sorted(self.resources)})
+
+    def _groups(self, cluster: Cluster, guests: list[Guest]) -> dict[str, proxmoxve.Hagroup]:
+        preferred = sorted({g.node for g in guests if g.node is not None})
+        return {
+            node: proxmoxve.Hagroup(
+                f"prefer-{node}",
+                proxmoxve.HagroupArgs(group=f"prefer-{node}", nodes=node_priorities(cluster, node), restricted=False),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for node in preferred
+        }
+
+    def _rules(self, cluster: Cluster, guests: list[Guest]) -> list[proxmoxve.Harule]:
+        rules = []
+        for g in guests:
+            if g.node is None:
+                continue
+            rules.append(
+                proxmoxve.Harule(
+                    f"{g.name}-prefers-{g.node}",
+                    proxmoxve.HaruleArgs(
+                        rule=f"{g.name}-prefers-{g.node}",
+                        type="node-affinity",
+                        resources=[ha_id(g)],
+                        nodes=node_priorities(cluster, g.node),
+                        strict=False,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resources[g.name]]),
+                )
+            )
+        members: dict[str, list[Guest]] = defaultdict(list)
+        for g in guests:
+            if g.anti_affinity is not None:
+                members[g.anti_affinity].append(g)
+        for group, gs in sorted(members.items()):
+            if len(gs) < 2:
+                continue
+            rules.append(
+                proxmoxve.Harule(
+                    f"{group}-apart",
+                    proxmoxve.HaruleArgs(
+                        rule=f"{group}-apart",
+                        type="resource-affinity",
+                        affinity="negative",
+                        resources=[ha_id(g) for g in gs],
+                        comment=f"keep {group} on different nodes",
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resources[g.name] for g in gs]),
+                )
+            )
+        return rules

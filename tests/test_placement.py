@@ -1,0 +1,91 @@
+"""Placement, pure: capacity, preferences, anti-affinity and draining, without Pulumi."""
+
+from __future__ import annotations
+
+import pytest
+
+from plan.placement import HOST_RESERVED_MIB, OSD_MEMORY_MIB, PlacementError, place, usable_memory_mib
+from spec import parse_cluster
+from tests.support import patched, stack_cluster, stack_data
+
+
+def test_home_servers_land_on_three_hosts() -> None:
+    cluster = stack_cluster("home")
+    placement = place(cluster)
+    servers = {placement[name] for name in cluster.k3s.servers} if cluster.k3s else set()
+    assert servers == {"pve1", "pve2", "pve3"}
+
+
+def test_preferred_node_is_honoured() -> None:
+    placement = place(stack_cluster("home"))
+    assert placement["backup"] == "pve3"
+
+
+def test_guests_without_preference_spread_by_free_memory() -> None:
+    data = stack_data("home")
+    data["guests"] = [
+        {"name": f"vm{i}", "vm_id": 100 + i, "memory_mib": 1024, "disks": [{"size_gib": 8}], "image": "debian-13"}
+        for i in range(6)
+    ]
+    data.pop("k3s")
+    data.pop("workloads")
+    placement = place(parse_cluster(data))
+    per_node = sorted(list(placement.values()).count(n) for n in ("pve1", "pve2", "pve3"))
+    assert per_node == [2, 2, 2]
+
+
+def test_memory_is_never_overcommitted() -> None:
+    cluster = stack_cluster("home")
+    placement = place(cluster)
+    for node in cluster.nodes:
+        used = sum(g.memory_mib for g in cluster.guests if placement[g.name] == node.name)
+        assert used <= usable_memory_mib(node)
+    assert usable_memory_mib(cluster.nodes[0]) == 32 * 1024 - HOST_RESERVED_MIB - OSD_MEMORY_MIB
+
+
+def test_full_preferred_node_falls_back_to_another() -> None:
+    data = patched(
+        stack_data("home"),
+        {
+            "guests[3].node": "pve1",
+            "guests[4].node": "pve1",
+            "guests[3].memory_mib": 16384,
+            "guests[4].memory_mib": 16384,
+        },
+    )
+    placement = place(parse_cluster(data))
+    assert placement["k3s-agent-1"] == "pve1"
+    assert placement["k3s-agent-2"] != "pve1"
+
+
+def test_too_big_for_what_is_left() -> None:
+    data = stack_data("home")
+    for i in range(3, 5):
+        data["guests"][i]["memory_mib"] = 28000
+        data["guests"][i]["balloon_min_mib"] = 0
+        data["guests"][i]["anti_affinity"] = None
+    data["guests"].append(
+        {"name": "big", "vm_id": 400, "memory_mib": 28000, "disks": [{"size_gib": 8}], "image": "debian-13"}
+    )
+    with pytest.raises(PlacementError, match=r"guests \(.+\): needs 28000 MiB but the most free memory"):
+        place(parse_cluster(data))
+
+
+def test_maintenance_drains_ha_guests() -> None:
+    data = patched(stack_data("home"), {"nodes[0].maintenance": True})
+    for g in data["guests"]:
+        g["anti_affinity"] = None  # three servers cannot stay apart on two nodes
+    placement = place(parse_cluster(data))
+    assert "pve1" not in placement.values()
+    assert set(placement.values()) == {"pve2", "pve3"}
+
+
+def test_maintenance_refuses_a_pinned_guest_that_cannot_move() -> None:
+    data = patched(stack_data("home"), {"nodes[2].maintenance": True})
+    with pytest.raises(PlacementError, match=r"backup\): pinned to pve3, which is in maintenance"):
+        place(parse_cluster(data))
+
+
+def test_placement_is_deterministic() -> None:
+    cluster = stack_cluster("home")
+    assert place(cluster) == place(cluster)

@@ -1,0 +1,125 @@
+"""The Proxmox layer as the engine would see it: cluster links, bonds, bridges, power tuning."""
+
+from __future__ import annotations
+
+import pytest
+
+from offline.harness import ProgramRun
+from tests.support import program, stack_cluster
+
+BOND = "proxmoxve:network/linux/bond:Bond"
+BRIDGE = "proxmoxve:network/linux/bridge:Bridge"
+COMMAND = "command:remote:Command"
+
+
+def commands(run: ProgramRun) -> dict[str, str]:
+    return {r.name: r.inputs["create"] for r in run.of_type(COMMAND)}
+
+
+@pytest.mark.parametrize("stack", ["home", "lab"])
+def test_every_node_has_an_active_backup_lan_bond_over_two_nics(stack: str) -> None:
+    run = program(stack)
+    cluster = stack_cluster(stack)
+    bonds = {r.inputs["nodeName"]: r.inputs for r in run.of_type(BOND) if r.inputs["name"] == "bond0"}
+    assert set(bonds) == {n.name for n in cluster.nodes}
+    for node in cluster.nodes:
+        bond = bonds[node.name]
+        assert bond["slaves"] == node.bond.members and len(bond["slaves"]) >= 2
+        assert bond["bondMode"] == "active-backup"
+        assert "bondXmitHashPolicy" not in bond
+
+
+def test_lacp_bond_hashes_on_layer3_4() -> None:
+    from components.network import bond_args
+    from spec.models import Bond
+
+    args = bond_args("pve1", "bond0", Bond(mode="802.3ad", members=["a1", "a2"]), "lan")
+    assert args.bond_mode == "802.3ad" and args.bond_xmit_hash_policy == "layer3+4"
+    assert args.bond_primary is None
+
+
+@pytest.mark.parametrize("stack", ["home", "lab"])
+def test_bridge_is_vlan_aware_on_the_bond_with_the_management_address(stack: str) -> None:
+    run = program(stack)
+    cluster = stack_cluster(stack)
+    bridges = {r.inputs["nodeName"]: r for r in run.of_type(BRIDGE)}
+    by_urn = run.by_urn()
+    for node in cluster.nodes:
+        bridge = bridges[node.name]
+        assert bridge.inputs["ports"] == ["bond0"]
+        assert bridge.inputs["vlanAware"] is True
+        assert bridge.inputs["address"] == f"{node.address}/{cluster.networks.lan.cidr.prefixlen}"
+        assert bridge.inputs["gateway"] == str(cluster.networks.lan.gateway)
+        assert any(by_urn[d].type == BOND for d in bridge.dependencies)
+
+
+def test_lab_storage_network_is_a_second_bond_with_jumbo_frames() -> None:
+    run = program("lab")
+    storage = [r.inputs for r in run.of_type(BOND) if r.inputs["name"] == "bond1"]
+    assert len(storage) == 3
+    for bond in storage:
+        assert bond["slaves"] == ["ens20", "ens21"]
+        assert bond["mtu"] == 9000
+        assert bond["address"].startswith("192.168.110.")
+
+
+def test_home_storage_network_is_an_openfabric_mesh() -> None:
+    run = program("home")
+    fabric = run.of_type("proxmoxve:sdn/fabric/openfabric:Openfabric")
+    assert [f.inputs["resourceId"] for f in fabric] == ["ceph"]
+    assert fabric[0].inputs["ipPrefix"] == "10.0.50.0/24"
+    members = {r.inputs["nodeId"]: r.inputs for r in run.of_type("proxmoxve:sdn/fabric/node/openfabric:Openfabric")}
+    assert members["pve1"]["interfaceNames"] == ["en05", "en06"]
+    assert members["pve2"]["ip"] == "10.0.50.12"
+    applier = run.of_type("proxmoxve:sdn/applier:Applier")
+    assert len(applier) == 1 and len(applier[0].dependencies) == 3
+    assert not any(r.inputs["name"] == "bond1" for r in run.of_type(BOND))
+
+
+def test_corosync_has_two_links_lan_first_then_storage() -> None:
+    run = program("home")
+    scripts = commands(run)
+    assert "LINK0=10.0.10.11" in scripts["pve1-cluster-create"]
+    assert "pvecm create" in scripts["pve1-cluster-create"]
+    assert "LINK0=10.0.10.12" in scripts["pve2-cluster-join"]
+    assert "FIRST_NODE=10.0.10.11" in scripts["pve2-cluster-join"]
+    link1 = scripts["home-corosync-link1"]
+    assert "RING1='pve1=10.0.50.11 pve2=10.0.50.12 pve3=10.0.50.13'" in link1
+    # Link 1 waits for every join and for the storage network.
+    deps = {d.rsplit("::", 1)[-1] for d in run.named("home-corosync-link1").dependencies}
+    assert {"pve2-cluster-join", "pve3-cluster-join", "ceph-apply", "pve1-vmbr0"} <= deps
+
+
+def test_joins_run_one_after_another() -> None:
+    run = program("home")
+    assert any(d.endswith("pve1-cluster-create") for d in run.named("pve2-cluster-join").dependencies)
+    assert any(d.endswith("pve2-cluster-join") for d in run.named("pve3-cluster-join").dependencies)
+
+
+def test_node_networks_wait_for_the_cluster() -> None:
+    run = program("home")
+    bond = next(r for r in run.of_type(BOND) if r.name == "pve3-bond0")
+    component = run.by_urn()[bond.parent]
+    assert any(d.endswith("pve3-cluster-join") for d in component.dependencies)
+
+
+def test_remote_commands_carry_the_ssh_key_as_a_secret() -> None:
+    for r in program("home").of_type(COMMAND):
+        assert "connection" in r.secret_paths or any(p.startswith("connection") for p in r.secret_paths)
+
+
+def test_proxmox_api_token_is_a_secret() -> None:
+    provider = program("home").of_type("pulumi:providers:proxmoxve")[0]
+    assert "apiToken" in provider.secret_paths
+
+
+@pytest.mark.parametrize("stack", ["home", "lab"])
+def test_power_tuning_on_every_node(stack: str) -> None:
+    cluster = stack_cluster(stack)
+    scripts = commands(program(stack))
+    for node in cluster.nodes:
+        script = scripts[f"{node.name}-power-tuning"]
+        assert f"GOVERNOR={node.power_tuning.governor}" in script
+        assert "systemctl enable homelab-power.service" in script
+    home = commands(program("home"))["pve1-power-tuning"]
+    assert "ASPM=powersave" in home and "POWERTOP=yes" in home and "USB_AUTOSUSPEND=no" in home
