@@ -6,14 +6,17 @@ Read top to bottom, this is the order the cluster comes up in.
 import pulumi
 
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
+from components.guests import Guests, GuestTemplates
+from components.ha import HighAvailability
 from components.network import NodeNetwork, StorageMesh
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
+from components.storage import CephStorage
+from plan.placement import place
 
 # The spec: every figure of the cluster, validated before anything is declared.
 cluster = load_cluster()
 access = connect(cluster)
-proxmox = pulumi.ResourceOptions(provider=access.proxmox)
 
 # 1. The Proxmox cluster forms over the LAN (corosync link 0).
 members = ProxmoxCluster(cluster, access)
@@ -28,6 +31,16 @@ if cluster.networks.storage.mode == "mesh":
     storage_network.append(StorageMesh(cluster, opts=after_join))
 
 # 3. Corosync link 1 on the storage network: quorum survives the loss of either network.
-CorosyncStorageLink(cluster, access, members, storage_network)
+link1 = CorosyncStorageLink(cluster, access, members, storage_network)
+
+# 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
+#    disks (a Proxmox storage) and for Kubernetes volumes.
+storage = CephStorage(cluster, access, depends_on=[link1, *storage_network])
+
+# 5. Guests on the shared RBD storage, each on the node placement picks, HA where the spec asks.
+on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.ready)
+templates = GuestTemplates(cluster, storage.guest_storage, opts=on_ceph)
+guests = Guests(cluster, place(cluster), storage.guest_storage, templates, opts=on_ceph)
+HighAvailability(cluster, guests.machines, opts=pulumi.ResourceOptions(provider=access.proxmox))
 
 pulumi.export("nodes", [n.name for n in cluster.nodes])

@@ -2,6 +2,8 @@
 
 Runs the real program under mocks with the stack file's config, prints the resources as a tree
 (component > resource, with type) and a summary, and writes `.preview/<stack>.json`.
+Runs the policy pack (`policies/`) in-process on the captured resources and lists its
+violations; any mandatory one exits 3, as `pulumi preview --policy-pack policies` would fail.
 A bad spec prints the error alone and exits 2.
 """
 
@@ -17,11 +19,15 @@ from typing import Any
 import pulumi
 
 from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program, stack_file
+from offline.policy_run import Violation, run_policies
 from plan.placement import PlacementError, place
 from plan.power import cluster_draw
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
 
 EXIT_BAD_SPEC = 2
+# Cluster-wide resources that the API addresses through one node; "on <node>" would mislead.
+SHARED_ON_FIRST_NODE = {"proxmoxve:ceph/pool:Pool"}
+EXIT_POLICY = 3  # a mandatory policy is violated: `pulumi preview --policy-pack policies` would fail too
 
 
 def short_type(typ: str) -> str:
@@ -35,17 +41,45 @@ def short_type(typ: str) -> str:
     return ":".join([parts[0], "/".join(module), parts[2]]) if module else f"{parts[0]}:{parts[2]}"
 
 
+def dependency_depth(resources: list[Resource]) -> dict[str, int]:
+    """How many steps of `depends_on` lie before each resource: the order the engine can create them."""
+    by_urn = {r.urn: r for r in resources}
+    depth: dict[str, int] = {}
+
+    def visit(urn: str) -> int:
+        if urn not in depth:
+            depth[urn] = 0  # a guard against cycles; the engine would reject one anyway
+            deps = [visit(d) + 1 for d in by_urn[urn].dependencies if d in by_urn] if urn in by_urn else []
+            parent = by_urn[urn].parent if urn in by_urn else ""
+            depth[urn] = max([*deps, visit(parent) if parent in by_urn else 0])
+        return depth[urn]
+
+    for r in resources:
+        visit(r.urn)
+    return depth
+
+
 def tree_lines(resources: list[Resource]) -> list[str]:
     children: dict[str, list[Resource]] = defaultdict(list)
     for r in resources:
         children[r.parent].append(r)
+    depth = dependency_depth(resources)
+
+    def first_step(r: Resource) -> int:
+        """A component sits where its earliest resource does."""
+        kids = children.get(r.urn, [])
+        return min((first_step(k) for k in kids), default=depth[r.urn]) if not r.custom else depth[r.urn]
+
     lines: list[str] = []
 
     def walk(parent: str, prefix: str) -> None:
-        kids = sorted(children.get(parent, []), key=lambda r: (r.custom, r.type, r.name))
+        # In creation order (dependency depth), components before the resources they hold.
+        kids = sorted(children.get(parent, []), key=lambda r: (r.custom, first_step(r), r.name))
         for i, r in enumerate(kids):
             last = i == len(kids) - 1
-            lines.append(f"{prefix}{'└─ ' if last else '├─ '}{r.name}  [{short_type(r.type)}]")
+            node = r.inputs.get("nodeName")
+            where = f"  on {node}" if isinstance(node, str) and r.type not in SHARED_ON_FIRST_NODE else ""
+            lines.append(f"{prefix}{'└─ ' if last else '├─ '}{r.name}  [{short_type(r.type)}]{where}")
             walk(r.urn, prefix + ("   " if last else "│  "))
 
     walk("", "")
@@ -94,6 +128,16 @@ def power_report(cluster: Cluster) -> dict[str, Any]:
     }
 
 
+def violation_lines(violations: list[Violation], run: ProgramRun) -> list[str]:
+    names = {r.urn: r.name for r in run.resources}
+    mandatory = sum(v.mandatory for v in violations)
+    lines = [f"policies: {mandatory} mandatory, {len(violations) - mandatory} advisory violation(s)"]
+    for v in violations:
+        where = f" [{names.get(v.resource, v.resource)}]" if v.resource else ""
+        lines.append(f"  {v.enforcement}: {v.policy}{where}: {v.message}")
+    return lines
+
+
 def report(run: ProgramRun, cluster: Cluster, violations: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "stack": run.stack,
@@ -127,16 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid {CLUSTER_KEY} in {stack_file(args.stack).name}:\n{exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
 
-    violations: list[dict[str, Any]] = []
-    doc = report(run, cluster, violations)
+    violations = run_policies(run.resources, config)
+    doc = report(run, cluster, [v.as_dict() for v in violations])
     print(f"Plan for stack {args.stack} (offline preview: nothing is contacted or changed)\n")
     print("\n".join(tree_lines(run.resources)))
     print()
     print("\n".join(summary_lines(run, cluster)))
+    print()
+    print("\n".join(violation_lines(violations, run)))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.stack}.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nreport: {args.out / (args.stack + '.json')}")
-    return 0
+    return EXIT_POLICY if any(v.mandatory for v in violations) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""Every VM's user-data passes cloud-init's own schema check (the Debian `cloud-init` package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import STACKS, program, stack_cluster
+
+SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
+SCHEMA = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
+CLOUD_INIT = shutil.which("cloud-init")
+needs_cloud_init = pytest.mark.skipif(
+    CLOUD_INIT is None and not os.environ.get("CI"), reason="cloud-init not installed (make tools)"
+)
+
+
+def known_top_level_keys() -> set[str]:
+    schema = json.loads(SCHEMA.read_text())
+    keys: set[str] = set()
+    for part in schema["allOf"]:
+        ref = part.get("$ref", "")
+        definition = schema["$defs"][ref.rsplit("/", 1)[-1]] if ref else part
+        keys |= set(definition.get("properties", {}))
+    return keys
+
+
+def snippets(stack: str) -> dict[str, str]:
+    return {r.name: r.inputs["sourceRaw"]["data"] for r in program(stack).of_type(SNIPPET)}
+
+
+@needs_cloud_init
+@pytest.mark.parametrize("stack", STACKS)
+def test_user_data_passes_the_cloud_init_schema(stack: str, tmp_path: Path) -> None:
+    assert CLOUD_INIT is not None, "make tools installs cloud-init; CI must not skip this"
+    known = known_top_level_keys()
+    for name, data in snippets(stack).items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(data)
+        result = subprocess.run([CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+        # `cloud-init schema` lets unknown top-level keys pass; a typo there would be ignored at boot.
+        unknown = set(yaml.safe_load(data)) - known
+        assert not unknown, f"{name}: keys cloud-init does not know: {unknown}"
+
+
+@needs_cloud_init
+def test_the_schema_check_catches_a_wrong_type(tmp_path: Path) -> None:
+    assert CLOUD_INIT is not None
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\npackages: 5\n")
+    result = subprocess.run([CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+def test_user_data_content() -> None:
+    cluster = stack_cluster("home")
+    data = snippets("home")
+    # One copy per node, so an HA guest can restart anywhere.
+    assert {n for n in data if n.startswith("k3s-server-1-user-data-")} == {
+        f"k3s-server-1-user-data-{n.name}" for n in cluster.nodes
+    }
+    doc = yaml.safe_load(data["k3s-server-1-user-data-pve1"])
+    assert data["k3s-server-1-user-data-pve1"].startswith("#cloud-config\n")
+    assert doc["hostname"] == "k3s-server-1"
+    assert doc["users"][0]["name"] == "homelab"
+    assert doc["users"][0]["ssh_authorized_keys"] == cluster.access.ssh_public_keys
+    assert doc["ssh_pwauth"] is False
+    assert "qemu-guest-agent" in doc["packages"] and "open-iscsi" in doc["packages"]
+    assert ["systemctl", "enable", "--now", "qemu-guest-agent"] in doc["runcmd"]

@@ -1,0 +1,116 @@
+"""Guests and HA as the engine would see them: nodes, disks on Ceph, templates, HA rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from plan.placement import place
+from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+CT = "proxmoxve:index/containerLegacy:ContainerLegacy"
+HA_RESOURCE = "proxmoxve:index/haresource:Haresource"
+HA_RULE = "proxmoxve:index/harule:Harule"
+HA_GROUP = "proxmoxve:index/hagroup:Hagroup"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_guest_runs_on_its_placed_node(stack: str) -> None:
+    cluster = stack_cluster(stack)
+    placement = place(cluster)
+    run = program(stack)
+    machines = {r.name: r.inputs for r in run.of_type(VM) + run.of_type(CT) if not r.inputs.get("template")}
+    assert set(machines) == {g.name for g in cluster.guests}
+    for guest in cluster.guests:
+        assert machines[guest.name]["nodeName"] == placement[guest.name]
+        assert machines[guest.name]["vmId"] == guest.vm_id
+
+
+def test_vm_inputs_are_power_friendly_and_on_ceph() -> None:
+    run = program("home")
+    vm = run.named("k3s-server-1").inputs
+    assert vm["cpu"] == {"type": "host", "cores": 2}
+    assert vm["memory"] == {"dedicated": 4096, "floating": 2048}
+    assert vm["agent"]["enabled"] is True
+    assert vm["tabletDevice"] is False
+    assert vm["vga"] == {"type": "serial0"}
+    assert [d["datastoreId"] for d in vm["disks"]] == ["vm-disks"]
+    assert vm["disks"][0]["size"] == 32
+    assert vm["networkDevices"] == [{"bridge": "vmbr0", "model": "virtio"}]
+    assert vm["initialization"]["ipConfigs"][0]["ipv4"] == {"address": "10.0.10.31/24", "gateway": "10.0.10.1"}
+    assert vm["migrate"] is True and vm["onBoot"] is True
+
+
+def test_vms_are_full_clones_of_the_template_one_at_a_time() -> None:
+    run = program("home")
+    template = run.named("debian-13-template")
+    assert template.inputs["template"] is True
+    assert template.inputs["disks"][0]["datastoreId"] == "vm-disks"
+    vms = [r for r in run.of_type(VM) if not r.inputs.get("template")]
+    for vm in vms:
+        assert vm.inputs["clone"]["vmId"] == template.inputs["vmId"]
+        assert vm.inputs["clone"]["full"] is True
+        assert template.urn in vm.dependencies
+    # Each clone after the first waits for the previous one (Proxmox locks the template).
+    second = run.named("k3s-server-2")
+    assert any(d.endswith("::k3s-server-1") for d in second.dependencies)
+
+
+def test_vm_user_data_snippet_is_referenced() -> None:
+    vm = program("home").named("k3s-agent-1").inputs
+    assert vm["initialization"]["userDataFileId"] == "k3s-agent-1-user-data-pve1-id"
+
+
+def test_guests_wait_for_the_ceph_pools() -> None:
+    run = program("home")
+    vm = run.named("k3s-server-1")
+    component = run.by_urn()[vm.parent]
+    assert any(d.endswith("ceph-pool-vm-disks") for d in component.dependencies)
+
+
+def test_lxc_is_unprivileged_on_local_storage_and_protected() -> None:
+    ct = program("home").named("backup")
+    assert ct.inputs["unprivileged"] is True
+    assert ct.inputs["disk"]["datastoreId"] == "local-lvm"
+    assert ct.inputs["nodeName"] == "pve3"
+    assert ct.protect and ct.inputs["protection"] is True
+
+
+def test_ha_resources_for_every_ha_guest() -> None:
+    cluster = stack_cluster("home")
+    run = program("home")
+    ids = {r.inputs["resourceId"] for r in run.of_type(HA_RESOURCE)}
+    assert ids == {f"vm:{g.vm_id}" for g in cluster.guests if g.ha}
+    assert "ct:300" not in ids  # the backup LXC is not HA
+
+
+def test_pve9_rules_keep_servers_apart_and_prefer_nodes() -> None:
+    run = program("home")
+    rules = {r.inputs["rule"]: r.inputs for r in run.of_type(HA_RULE)}
+    apart = rules["k3s-servers-apart"]
+    assert apart["type"] == "resource-affinity" and apart["affinity"] == "negative"
+    assert sorted(apart["resources"]) == ["vm:201", "vm:202", "vm:203"]
+    prefers = rules["k3s-agent-1-prefers-pve1"]
+    assert prefers["type"] == "node-affinity"
+    assert prefers["nodes"] == {"pve1": 2, "pve2": 1, "pve3": 1}
+    assert prefers["resources"] == ["vm:211"]
+    assert not run.of_type(HA_GROUP)
+
+
+def test_pve8_uses_groups_not_rules() -> None:
+    data = patched(stack_data("home"), {"proxmox.version": 8})
+    run = program_with("home", data)
+    assert not run.of_type(HA_RULE)
+    groups = {r.inputs["group"]: r.inputs for r in run.of_type(HA_GROUP)}
+    assert groups["prefer-pve1"]["nodes"] == {"pve1": 2, "pve2": 1, "pve3": 1}
+    agent = next(r for r in run.of_type(HA_RESOURCE) if r.inputs["resourceId"] == "vm:211")
+    assert agent.inputs["group"] == "prefer-pve1"
+
+
+def test_draining_a_node_moves_its_guests() -> None:
+    data = patched(stack_data("lab"), {"nodes[0].maintenance": True})
+    for g in data["guests"]:
+        g["anti_affinity"] = None
+    run = program_with("lab", data)
+    nodes = {r.inputs["nodeName"] for r in run.of_type(VM) if not r.inputs.get("template")}
+    assert "lab1" not in nodes
