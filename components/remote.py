@@ -36,12 +36,21 @@ def run(
     opts: pulumi.ResourceOptions,
     delete: str | None = None,
     triggers: list[object] | None = None,
+    logging: command.remote.Logging | None = None,
 ) -> command.remote.Command:
-    """A remote command; `triggers` re-runs it when what it configures changes."""
+    """A remote command; `triggers` re-runs it when what it configures changes.
+
+    `logging` limits what reaches the engine's log: a command that prints a secret logs stderr only.
+    """
     return command.remote.Command(
         resource_name,
         command.remote.CommandArgs(
-            connection=connection, create=create, delete=delete, triggers=triggers, add_previous_output_in_env=False
+            connection=connection,
+            create=create,
+            delete=delete,
+            triggers=triggers,
+            add_previous_output_in_env=False,
+            logging=logging,
         ),
         opts=opts,
     )

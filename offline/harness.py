@@ -50,6 +50,7 @@ class Resource:
     protect: bool = False
     provider: str = ""
     retain_on_delete: bool = False
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
     @property
     def parent_name(self) -> str:
@@ -117,6 +118,7 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
                 protect=bool(request.protect),
                 provider=request.provider,
                 retain_on_delete=bool(request.retainOnDelete),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
             )
         )
         return response

@@ -9,10 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from spec.models import Cluster, Guest, Node
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12
+
+
+class Busy(Protocol):
+    """What the model needs of a guest: its vCPUs and the expected busy share of them.
+
+    A spec `Guest` is one; so is a guest as deployed (the failover model and the policy pack
+    take cores from the declared VM, which may differ from the spec).
+    """
+
+    @property
+    def cores(self) -> int: ...
+
+    @property
+    def load(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ class ClusterDraw:
         return f"{self.watts:.1f} W modelled against a budget of {self.budget_watts:.0f} W: {per_node}"
 
 
-def node_draw(node: Node, guests: Iterable[Guest]) -> NodeDraw:
+def node_draw(node: Node, guests: Iterable[Busy]) -> NodeDraw:
     hw = node.hardware
     busy_cores = sum(g.cores * g.load for g in guests)
     utilisation = min(1.0, busy_cores / hw.cores)
