@@ -8,11 +8,13 @@ import pulumi
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
+from components.k3s import K3sCluster
 from components.network import NodeNetwork, StorageMesh
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
 from components.storage import CephStorage
-from plan.placement import place
+from components.workloads import Platform, Workloads
+from plan.placement import parked, place
 
 # The spec: every figure of the cluster, validated before anything is declared.
 cluster = load_cluster()
@@ -40,7 +42,15 @@ storage = CephStorage(cluster, access, depends_on=[link1, *storage_network])
 # 5. Guests on the shared RBD storage, each on the node placement picks, HA where the spec asks.
 on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.ready)
 templates = GuestTemplates(cluster, storage.guest_storage, opts=on_ceph)
-guests = Guests(cluster, place(cluster), storage.guest_storage, templates, opts=on_ceph)
-HighAvailability(cluster, guests.machines, opts=pulumi.ResourceOptions(provider=access.proxmox))
+guests = Guests(cluster, place(cluster), parked(cluster), storage.guest_storage, templates, opts=on_ceph)
+HighAvailability(cluster, guests.machines, guests.stopped, opts=pulumi.ResourceOptions(provider=access.proxmox))
+
+# 6. k3s on the VMs (servers on distinct hosts, API behind a VIP), then volumes from Ceph,
+#    LoadBalancer addresses, and the workloads spread across the Proxmox hosts.
+if cluster.k3s is not None:
+    k3s = K3sCluster(cluster, access, guests.machines, guests.placement)
+    platform = Platform(cluster, storage, k3s)
+    Workloads(cluster, k3s, platform)
+    pulumi.export("kubeconfig", k3s.kubeconfig)
 
 pulumi.export("nodes", [n.name for n in cluster.nodes])

@@ -9,7 +9,7 @@ guest's vCPU waking), a serial console instead of emulated graphics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -106,6 +106,7 @@ class Guests(pulumi.ComponentResource):
         self,
         cluster: Cluster,
         placement: Mapping[str, str],
+        stopped: Set[str],
         storage: str,
         templates: GuestTemplates,
         opts: pulumi.ResourceOptions | None = None,
@@ -114,6 +115,8 @@ class Guests(pulumi.ComponentResource):
         self.cluster = cluster
         self.storage = storage
         self.placement = dict(placement)
+        # Parked on a drained node (see plan.placement.parked): declared, but not running.
+        self.stopped = set(stopped)
         self.machines = {}
         previous_clone: Sequence[pulumi.Resource] = []
         for guest in cluster.guests:
@@ -184,8 +187,8 @@ class Guests(pulumi.ComponentResource):
                 ),
                 # Moving a guest (a new placement, a node drained) live-migrates it, never recreates it.
                 migrate=True,
-                on_boot=True,
-                started=True,
+                on_boot=guest.name not in self.stopped,
+                started=guest.name not in self.stopped,
                 stop_on_destroy=True,
                 protection=guest.protect,
                 cpu=proxmoxve.VmLegacyCpuArgs(type="host", cores=guest.cores),
@@ -240,8 +243,8 @@ class Guests(pulumi.ComponentResource):
                 # Unprivileged: root in the container is not root on the host.
                 unprivileged=True,
                 features=proxmoxve.ContainerLegacyFeaturesArgs(nesting=True),
-                start_on_boot=True,
-                started=True,
+                start_on_boot=guest.name not in self.stopped,
+                started=guest.name not in self.stopped,
                 protection=guest.protect,
                 cpu=proxmoxve.ContainerLegacyCpuArgs(cores=guest.cores),
                 memory=proxmoxve.ContainerLegacyMemoryArgs(dedicated=guest.memory_mib, swap=0),

@@ -10,7 +10,7 @@ on the initial placement alone.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -39,6 +39,7 @@ class HighAvailability(pulumi.ComponentResource):
         self,
         cluster: Cluster,
         machines: Mapping[str, pulumi.Resource],
+        stopped: Set[str] = frozenset(),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("homelab:ha:HighAvailability", f"{cluster.name}-ha", None, opts)
@@ -50,7 +51,8 @@ class HighAvailability(pulumi.ComponentResource):
                 f"{g.name}-ha",
                 proxmoxve.HaresourceArgs(
                     resource_id=ha_id(g),
-                    state="started",
+                    # A guest parked on a drained node must stay down, or HA would start it there.
+                    state="stopped" if g.name in stopped else "started",
                     # One restart on the same node, then move: a dead node never answers a restart.
                     max_restart=1,
                     max_relocate=2,

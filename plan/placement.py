@@ -68,26 +68,64 @@ def placement_order(guests: list[Guest]) -> list[Guest]:
 
 def place(cluster: Cluster) -> dict[str, str]:
     """Guest name -> node name for every guest, or PlacementError."""
+    return _place(cluster)[0]
+
+
+def parked(cluster: Cluster) -> set[str]:
+    """Guests left stopped on a node in maintenance.
+
+    A guest whose anti-affinity group already has a member on every other available node has
+    nowhere to go while its node is drained (a k3s server in a three-node cluster): it stays on
+    that node, stopped, as Proxmox HA itself would keep it. Its peers keep quorum meanwhile.
+    """
+    return _place(cluster)[1]
+
+
+def _place(cluster: Cluster) -> tuple[dict[str, str], set[str]]:
     loads = empty_loads(cluster)
     if not loads:
         raise PlacementError("nodes: every node is in maintenance; nothing can run")
     result: dict[str, str] = {}
-    for guest in placement_order(cluster.guests):
+    stopped: set[str] = set()
+    to_place = placement_order(cluster.guests)
+    baseline: dict[str, str] = {}
+    if any(n.maintenance for n in cluster.nodes):
+        # Draining moves only what runs on the drained nodes; everything else stays put.
+        baseline = _place(_without_maintenance(cluster))[0]
+        for guest in to_place:
+            if baseline[guest.name] in loads:
+                loads[baseline[guest.name]].add(guest)
+                result[guest.name] = baseline[guest.name]
+        to_place = [g for g in to_place if g.name not in result]
+    for guest in to_place:
         if guest.node is not None and guest.node not in loads and not guest.ha:
             raise PlacementError(
                 f"guests ({guest.name}): pinned to {guest.node}, which is in maintenance, and not HA so it cannot move"
             )
         target = choose(guest, loads)
-        if target is None:
+        if target is None and baseline and _kept_apart(guest, loads):
+            result[guest.name] = baseline[guest.name]
+            stopped.add(guest.name)
+        elif target is None:
             raise PlacementError(_why_not(guest, loads))
-        target.add(guest)
-        result[guest.name] = target.node.name
-    return {g.name: result[g.name] for g in cluster.guests}
+        else:
+            target.add(guest)
+            result[guest.name] = target.node.name
+    return {g.name: result[g.name] for g in cluster.guests}, stopped
+
+
+def _without_maintenance(cluster: Cluster) -> Cluster:
+    nodes = [n.model_copy(update={"maintenance": False}) for n in cluster.nodes]
+    return cluster.model_copy(update={"nodes": nodes})
+
+
+def _kept_apart(guest: Guest, loads: dict[str, NodeLoad]) -> bool:
+    return guest.anti_affinity is not None and all(guest.anti_affinity in ld.groups for ld in loads.values())
 
 
 def _why_not(guest: Guest, loads: dict[str, NodeLoad]) -> str:
     best = max(ld.free_mib for ld in loads.values())
-    if guest.anti_affinity is not None and all(guest.anti_affinity in ld.groups for ld in loads.values()):
+    if _kept_apart(guest, loads):
         return (
             f"guests ({guest.name}): anti_affinity group {guest.anti_affinity} already has a guest on every "
             f"available node ({len(loads)})"

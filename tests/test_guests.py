@@ -107,10 +107,14 @@ def test_pve8_uses_groups_not_rules() -> None:
     assert agent.inputs["group"] == "prefer-pve1"
 
 
-def test_draining_a_node_moves_its_guests() -> None:
-    data = patched(stack_data("lab"), {"nodes[0].maintenance": True})
-    for g in data["guests"]:
-        g["anti_affinity"] = None
-    run = program_with("lab", data)
-    nodes = {r.inputs["nodeName"] for r in run.of_type(VM) if not r.inputs.get("template")}
-    assert "lab1" not in nodes
+def test_draining_a_node_moves_its_guests_and_parks_what_must_stay_apart() -> None:
+    data = patched(stack_data("home"), {"nodes[0].maintenance": True})
+    run = program_with("home", data)
+    vms = {r.name: r.inputs for r in run.of_type(VM) if not r.inputs.get("template")}
+    assert vms["k3s-agent-1"]["nodeName"] != "pve1"
+    # k3s-server-2 ran on pve1; with the other servers on pve2 and pve3 it waits there, stopped.
+    assert vms["k3s-server-2"]["nodeName"] == "pve1"
+    assert vms["k3s-server-2"]["started"] is False
+    assert all(vm["started"] is True for name, vm in vms.items() if name != "k3s-server-2")
+    states = {r.name: r.inputs["state"] for r in run.of_type(HA_RESOURCE)}
+    assert states["k3s-server-2-ha"] == "stopped" and states["k3s-agent-1-ha"] == "started"

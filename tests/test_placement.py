@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plan.placement import HOST_RESERVED_MIB, OSD_MEMORY_MIB, PlacementError, place, usable_memory_mib
+from plan.placement import HOST_RESERVED_MIB, OSD_MEMORY_MIB, PlacementError, parked, place, usable_memory_mib
 from spec import parse_cluster
 from tests.support import patched, stack_cluster, stack_data
 
@@ -72,12 +72,16 @@ def test_too_big_for_what_is_left() -> None:
 
 
 def test_maintenance_drains_ha_guests() -> None:
-    data = patched(stack_data("home"), {"nodes[0].maintenance": True})
-    for g in data["guests"]:
-        g["anti_affinity"] = None  # three servers cannot stay apart on two nodes
-    placement = place(parse_cluster(data))
-    assert "pve1" not in placement.values()
-    assert set(placement.values()) == {"pve2", "pve3"}
+    cluster = parse_cluster(patched(stack_data("home"), {"nodes[0].maintenance": True}))
+    before = place(stack_cluster("home"))
+    placement = place(cluster)
+    # Three servers cannot stay apart on two nodes: the drained node's server stays there, stopped.
+    server_on_pve1 = next(s for s in ("k3s-server-1", "k3s-server-2", "k3s-server-3") if before[s] == "pve1")
+    assert parked(cluster) == {server_on_pve1}
+    assert placement[server_on_pve1] == "pve1"
+    assert {n for g, n in placement.items() if g != server_on_pve1} <= {"pve2", "pve3"}
+    assert placement["k3s-agent-1"] != "pve1"
+    assert parked(stack_cluster("home")) == set()
 
 
 def test_maintenance_refuses_a_pinned_guest_that_cannot_move() -> None:

@@ -1,0 +1,187 @@
+"""What an owner wants to see of a plan: power, what each node's loss does, and the topology.
+
+Rendered twice from the same figures: plain text for the terminal, Markdown (with a Mermaid
+diagram GitHub draws) for the pull request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from plan.failover import NodeFailure, running_from_spec, simulate
+from plan.placement import place
+from plan.power import ClusterDraw, cluster_draw
+from spec.models import Cluster
+
+
+@dataclass(frozen=True)
+class Reports:
+    cluster: Cluster
+    placement: dict[str, str]
+    draw: ClusterDraw
+    failures: list[NodeFailure]
+
+    @classmethod
+    def of(cls, cluster: Cluster) -> Reports:
+        placement = place(cluster)
+        failures = simulate(cluster, running_from_spec(cluster, placement))
+        return cls(cluster, placement, cluster_draw(cluster, placement), failures)
+
+    # --- power ------------------------------------------------------------------------
+
+    def power_json(self) -> dict[str, Any]:
+        d = self.draw
+        return {
+            "budget_watts": d.budget_watts,
+            "idle_watts": round(d.idle_watts, 2),
+            "expected_watts": round(d.watts, 2),
+            "within_budget": d.within_budget,
+            "kwh_per_month": round(d.kwh_per_month, 2),
+            "cost_per_month": round(d.cost_per_month, 2),
+            "currency": self.cluster.power.currency,
+            "nodes": [
+                {
+                    "node": n.node,
+                    "idle_watts": n.idle_watts,
+                    "utilisation": round(n.utilisation, 3),
+                    "watts": round(n.watts, 2),
+                }
+                for n in d.nodes
+            ],
+        }
+
+    def _power_rows(self) -> list[tuple[str, str, str, str]]:
+        rows = [(n.node, f"{n.idle_watts:.1f} W", f"{n.utilisation:.0%}", f"{n.watts:.1f} W") for n in self.draw.nodes]
+        rows.append(("total", f"{self.draw.idle_watts:.1f} W", "", f"{self.draw.watts:.1f} W"))
+        return rows
+
+    def _power_verdict(self) -> str:
+        d, cur = self.draw, self.cluster.power.currency
+        state = "within" if d.within_budget else "OVER"
+        return (
+            f"{d.watts:.1f} W expected, {state} the budget of {d.budget_watts:.0f} W; "
+            f"{d.kwh_per_month:.1f} kWh and {d.cost_per_month:.2f} {cur} a month "
+            f"at {self.cluster.power.price_per_kwh:.2f} {cur}/kWh"
+        )
+
+    def power_text(self) -> list[str]:
+        lines = ["Power (modelled):", f"  {'node':<10} {'idle':>9} {'busy':>5} {'expected':>9}"]
+        lines += [f"  {a:<10} {b:>9} {c:>5} {e:>9}" for a, b, c, e in self._power_rows()]
+        lines.append(f"  {self._power_verdict()}")
+        return lines
+
+    def power_markdown(self) -> list[str]:
+        lines = ["### Power", "", "| node | idle | busy | expected |", "|---|---:|---:|---:|"]
+        lines += [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in self._power_rows()]
+        return [*lines, "", self._power_verdict()]
+
+    # --- failover ---------------------------------------------------------------------
+
+    def failover_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "node": f.node,
+                "moved": f.moved,
+                "down_by_design": f.down_by_design,
+                "down_not_ha": f.down_not_ha,
+                "watts": round(f.draw.watts, 2),
+                "ceph_writable": f.ceph_writable,
+                "corosync_quorum": f.corosync_quorum,
+                "etcd_quorum": f.etcd_quorum,
+                "problems": f.problems(),
+            }
+            for f in self.failures
+        ]
+
+    def failover_text(self) -> list[str]:
+        lines = ["Failover (each node lost in turn):"]
+        for f in self.failures:
+            lines.append(f"  {'ok  ' if f.survives else 'FAIL'} {f.describe()}")
+            lines += [f"       - {p}" for p in f.problems()]
+        return lines
+
+    def failover_markdown(self) -> list[str]:
+        lines = [
+            "### If a node dies",
+            "",
+            "| node lost | HA guests restart on | stays down | Ceph writable | corosync | etcd | draw |",
+            "|---|---|---|---|---|---|---:|",
+        ]
+        for f in self.failures:
+            moved = ", ".join(f"{g} → {n}" for g, n in f.moved.items()) or "–"
+            down = ", ".join([*(f"{g} (anti-affinity)" for g in f.down_by_design), *f.down_not_ha]) or "–"
+            etcd = "–" if f.etcd is None else f"{f.etcd.remaining}/{f.etcd.total} {'✅' if f.etcd.kept else '❌'}"
+            lines.append(
+                f"| {f.node} | {moved} | {down} | {'✅' if f.ceph_writable else '❌'} "
+                f"| {f.corosync.remaining}/{f.corosync.total} {'✅' if f.corosync.kept else '❌'} | {etcd} "
+                f"| {f.draw.watts:.1f} W |"
+            )
+        problems = [p for f in self.failures for p in f.problems()]
+        return [*lines, "", *(f"- ❌ {p}" for p in problems)] if problems else lines
+
+    # --- topology ---------------------------------------------------------------------
+
+    def topology_mermaid(self) -> list[str]:
+        c = self.cluster
+        k3s_role = {}
+        if c.k3s is not None:
+            k3s_role = {s: "k3s server" for s in c.k3s.servers} | {a: "k3s agent" for a in c.k3s.agents}
+        lines = ["```mermaid", "flowchart TB", '  lan(["LAN ' + str(c.networks.lan.cidr) + '"])']
+        storage = f"{c.networks.storage.mode} {c.networks.ceph.public}"
+        if c.networks.storage.mode == "bond":
+            lines.append(f'  stor(["storage switch {c.networks.ceph.public}"])')
+        for node in c.nodes:
+            n = _id(node.name)
+            title = f"{node.name} {node.address}" + (" (maintenance)" if node.maintenance else "")
+            lines.append(f'  subgraph {n}["{title}"]')
+            for g in c.guests:
+                if self.placement.get(g.name) == node.name:
+                    role = k3s_role.get(g.name, g.kind.upper())
+                    ha = ", HA" if g.ha else ""
+                    lines.append(f'    {_id(g.name)}["{g.name}<br/>{role}{ha}"]')
+            if node.osds:
+                lines.append(f'    {n}_osd[("OSD {", ".join(o.device for o in node.osds)}")]')
+            lines.append("  end")
+            lines.append(f"  {n} ---|{node.bond.mode} {'+'.join(node.bond.members)}| lan")
+            if node.storage_bond is not None:
+                lines.append(f"  {n} ---|{node.storage_bond.mode} {'+'.join(node.storage_bond.members)}| stor")
+        if c.networks.storage.mode == "mesh":
+            seen = set()
+            for node in c.nodes:
+                for link in node.mesh_links:
+                    pair = tuple(sorted((node.name, link.peer)))
+                    if pair not in seen:
+                        seen.add(pair)
+                        lines.append(f"  {_id(pair[0])} <-.->|mesh| {_id(pair[1])}")
+        lines.append("```")
+        lines.insert(2, f"  %% storage network: {storage}")
+        return lines
+
+    def markdown(self, stack: str, resources: int, violations: list[dict[str, Any]]) -> str:
+        mandatory = [v for v in violations if v.get("enforcement") == "mandatory"]
+        status = "❌ mandatory policy violations" if mandatory else "✅ no mandatory policy violation"
+        lines = [f"## homelab `{stack}`: {resources} resources, {status}", ""]
+        if violations:
+            lines += ["### Policy violations", ""]
+            lines += [f"- **{v['policy']}** ({v['enforcement']}): {_one_line(v['message'])}" for v in violations]
+            lines.append("")
+        lines += [
+            *self.power_markdown(),
+            "",
+            *self.failover_markdown(),
+            "",
+            "### Topology",
+            "",
+            *self.topology_mermaid(),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _id(name: str) -> str:
+    """A Mermaid node ID from a name (hyphens are not allowed in IDs)."""
+    return name.replace("-", "_")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
