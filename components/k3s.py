@@ -1,0 +1,329 @@
+"""k3s on the guests: servers with embedded etcd, agents, and the API behind a virtual IP.
+
+Order: the first server starts etcd (`--cluster-init`) and writes the join token, which is read
+back as a Pulumi secret; the other servers join one at a time (etcd adds one member at a time);
+then the agents join, in parallel. Joins go through the API VIP, which kube-vip holds by ARP
+with leader election from a DaemonSet on the servers (k3s deploys it from its manifests folder),
+so the API and every later join survive the loss of any one server. kube-vip also announces the
+LoadBalancer addresses the Platform layer hands out.
+
+Each node is labelled with the Proxmox host its VM runs on, so workloads spread across physical
+machines, not just VMs. The admin commands (labels, cordons, the kubeconfig) go over SSH to the
+API VIP: they reach whichever server holds it, so they do not depend on the first server.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence, Set
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import yaml
+
+from components import remote
+from components.stack import Access
+from spec.models import Cluster, K3s
+
+PROXMOX_NODE_LABEL = "homelab/proxmox-node"
+API_PORT = 6443
+# The upstream installer; INSTALL_K3S_VERSION pins the binary it fetches and checks by sha256.
+INSTALLER = "https://get.k3s.io"
+MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
+SERVER_TOKEN = "/var/lib/rancher/k3s/server/token"
+JOIN_TOKEN_FILE = "/etc/rancher/k3s/join-token"
+# etcd snapshots on each server every 6 hours, a week of them: a bad upgrade or a lost quorum
+# can be rolled back with `k3s server --cluster-reset --cluster-reset-restore-path=...`.
+SNAPSHOT_CRON = "0 */6 * * *"
+SNAPSHOT_RETENTION = 28
+# How long a maintenance drain may wait for pods to leave (PDBs can hold it back) before failing.
+DRAIN_TIMEOUT = "10m"
+# Non-graceful node shutdown (GA in Kubernetes 1.28): pods of a node with this taint are deleted
+# and their volumes detached at once, so RWO volumes can attach elsewhere.
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
+
+
+class K3sPlacementError(pulumi.RunError):
+    """Two k3s servers share a Proxmox host: losing that host would lose etcd quorum."""
+
+
+def check_server_spread(servers: Sequence[str], placement: Mapping[str, str]) -> None:
+    """Raise K3sPlacementError unless every server runs on its own Proxmox host."""
+    unplaced = [s for s in servers if s not in placement]
+    if unplaced:
+        raise K3sPlacementError(f"k3s.servers: no Proxmox host was chosen for {', '.join(unplaced)}")
+    by_host: dict[str, list[str]] = defaultdict(list)
+    for server in servers:
+        by_host[placement[server]].append(server)
+    shared = {host: names for host, names in sorted(by_host.items()) if len(names) > 1}
+    if shared:
+        where = "; ".join(f"{', '.join(names)} on {host}" for host, names in shared.items())
+        raise K3sPlacementError(
+            f"k3s.servers: {where}. Losing that host would take down {max(len(n) for n in shared.values())} of "
+            f"{len(servers)} etcd members and the cluster's quorum; give the servers one anti_affinity group "
+            "so placement puts each on its own host"
+        )
+
+
+def cordoned(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> list[str]:
+    """The k3s nodes to cordon and drain: those whose VM is placed on a Proxmox host in maintenance.
+
+    Placement moves every guest it can off such a host (a live migration, which k3s does not
+    notice); the ones it leaves there are parked, stopped (`plan.placement.parked`): a k3s server
+    whose anti-affinity group has a member on every other host.
+    """
+    return [n for n in [*spec.servers, *spec.agents] if placement.get(n) in maintenance]
+
+
+def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
+    """kube-vip as k3s deploys it from its manifests folder: RBAC and a DaemonSet on the servers.
+
+    ARP mode with leader election: one server answers for the API VIP, another takes over within
+    a few seconds when it dies. `svc_enable` makes it announce LoadBalancer Service addresses too.
+    """
+    labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/version": spec.kube_vip_version}
+    env = {
+        "vip_arp": "true",
+        "port": str(API_PORT),
+        "vip_interface": spec.vip_interface,
+        "vip_cidr": "32",
+        "dns_mode": "first",
+        "cp_enable": "true",
+        "cp_namespace": "kube-system",
+        "svc_enable": "true",
+        "svc_leasename": "plndr-svcs-lock",
+        "vip_leaderelection": "true",
+        "vip_leasename": "plndr-cp-lock",
+        # Seconds: a new leader holds the VIP about 5 s after the old one stops renewing.
+        "vip_leaseduration": "5",
+        "vip_renewdeadline": "3",
+        "vip_retryperiod": "1",
+        "address": str(spec.api_vip),
+    }
+    rules = [
+        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "update"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "get", "watch", "update", "patch"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["list", "get", "watch", "update", "create"],
+        },
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["list", "get", "watch", "update"],
+        },
+    ]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "kube-vip", "namespace": "kube-system", "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:kube-vip-role", "labels": labels},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "system:kube-vip-binding", "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-vip-role"},
+            "subjects": [{"kind": "ServiceAccount", "name": "kube-vip", "namespace": "kube-system"}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "kube-vip", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "kube-vip"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        # Only servers answer for the API address.
+                        "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
+                        "tolerations": [
+                            {"operator": "Exists", "effect": "NoSchedule"},
+                            {"operator": "Exists", "effect": "NoExecute"},
+                        ],
+                        "hostNetwork": True,
+                        "serviceAccountName": "kube-vip",
+                        "priorityClassName": "system-node-critical",
+                        "containers": [
+                            {
+                                "name": "kube-vip",
+                                "image": f"ghcr.io/kube-vip/kube-vip:{spec.kube_vip_version}",
+                                "imagePullPolicy": "IfNotPresent",
+                                "args": ["manager"],
+                                "env": [
+                                    {"name": "vip_nodename", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                    *({"name": k, "value": v} for k, v in env.items()),
+                                ],
+                                "securityContext": {
+                                    "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+                                },
+                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    ]
+
+
+def kube_vip_manifest(spec: K3s) -> str:
+    return yaml.safe_dump_all(kube_vip_documents(spec), sort_keys=False)
+
+
+class K3sCluster(pulumi.ComponentResource):
+    """k3s over SSH on the spec's server and agent guests; `kubeconfig` and `provider` for what runs on it."""
+
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    installs: dict[str, command.remote.Command]
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        access: Access,
+        machines: Mapping[str, pulumi.Resource],
+        placement: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:k3s:K3sCluster", f"{cluster.name}-k3s", None, opts)
+        spec: K3s | None = cluster.k3s
+        if spec is None:
+            raise pulumi.RunError("k3s: the spec has no k3s section, so there is no cluster to build")
+        check_server_spread(spec.servers, placement)
+        self.spec = spec
+        user = cluster.access.user
+
+        def ssh(guest: str) -> command.remote.ConnectionArgs:
+            # Guests are reached as the cloud-init user, with the same key as the Proxmox nodes.
+            return access.connection(str(cluster.guest(guest).address), user=user)
+
+        # The admin commands land on whichever server holds the VIP (see the module docstring).
+        admin = access.connection(str(spec.api_vip), user=user)
+        manifest = kube_vip_manifest(spec)
+
+        def install(
+            guest: str, role: str, after: Sequence[pulumi.Resource], token: pulumi.Output[str] | None
+        ) -> command.remote.Command:
+            params: dict[str, str | int] = {
+                "role": role,
+                "version": spec.version,
+                "node_name": guest,
+                "node_ip": str(cluster.guest(guest).address),
+                "node_label": f"{PROXMOX_NODE_LABEL}={placement[guest]}",
+                "api_vip": str(spec.api_vip),
+                "installer": INSTALLER,
+                "token_file": JOIN_TOKEN_FILE,
+            }
+            if role != "agent":
+                params |= {
+                    "manifests": MANIFESTS,
+                    "kube_vip_manifest": manifest,
+                    "snapshot_cron": SNAPSHOT_CRON,
+                    "snapshot_retention": SNAPSHOT_RETENTION,
+                }
+            return command.remote.Command(
+                f"{guest}-k3s",
+                command.remote.CommandArgs(
+                    connection=ssh(guest),
+                    create=remote.script("k3s-install", **params),
+                    # The token goes on stdin: secret in the state, absent from the script text.
+                    stdin=token,
+                    # A new version replaces (re-runs) the install: an upgrade in place. No delete
+                    # command, so neither a replacement nor a destroy uninstalls k3s.
+                    triggers=[spec.version],
+                    add_previous_output_in_env=False,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[machines[guest], *after]),
+            )
+
+        first, *others = spec.servers
+        self.installs = {first: install(first, "server-init", [], None)}
+        token_command = command.remote.Command(
+            f"{cluster.name}-k3s-token",
+            command.remote.CommandArgs(
+                connection=ssh(first),
+                create=remote.script("k3s-token", token_path=SERVER_TOKEN),
+                # stdout is the token: kept out of the engine's log.
+                logging=command.remote.Logging.STDERR,
+                add_previous_output_in_env=False,
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.installs[first]], additional_secret_outputs=["stdout"]
+            ),
+        )
+        self.token: pulumi.Output[str] = pulumi.Output.secret(token_command.stdout.apply(str.strip))
+        previous: command.remote.Command = self.installs[first]
+        for server in others:
+            # One at a time: etcd adds one member at a time, and each join needs the quorum so far.
+            previous = install(server, "server-join", [previous, token_command], self.token)
+            self.installs[server] = previous
+        servers = [self.installs[s] for s in spec.servers]
+        for agent in spec.agents:
+            self.installs[agent] = install(agent, "agent", servers, self.token)
+
+        # After every server: the joins waited for the VIP, so the admin commands find it up.
+        self.labels = {
+            name: remote.run(
+                f"{name}-k3s-label",
+                admin,
+                remote.script("k3s-label", node=name, label=f"{PROXMOX_NODE_LABEL}={placement[name]}"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*servers, self.installs[name]]),
+                triggers=[placement[name]],
+            )
+            for name in self.installs
+        }
+
+        maintenance = {n.name for n in cluster.nodes if n.maintenance}
+        self.cordons = {
+            name: remote.run(
+                f"{name}-k3s-cordon",
+                admin,
+                remote.script("k3s-cordon", node=name, out_of_service=OUT_OF_SERVICE, timeout=DRAIN_TIMEOUT),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.labels[name]]),
+                # Back from maintenance: the spec drops the cordon and its delete lets pods return.
+                delete=remote.script("k3s-uncordon", node=name, out_of_service=OUT_OF_SERVICE),
+            )
+            for name in cordoned(spec, placement, maintenance)
+        }
+
+        kubeconfig_command = command.remote.Command(
+            f"{cluster.name}-kubeconfig",
+            command.remote.CommandArgs(
+                connection=admin,
+                create=remote.script("k3s-kubeconfig", api_vip=str(spec.api_vip)),
+                logging=command.remote.Logging.STDERR,
+                add_previous_output_in_env=False,
+            ),
+            # After every node and label: what uses the kubeconfig finds the whole cluster ready.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.installs.values(), *self.labels.values()],
+                additional_secret_outputs=["stdout"],
+            ),
+        )
+        self.kubeconfig = pulumi.Output.secret(kubeconfig_command.stdout)
+        self.provider = k8s.Provider(
+            f"{cluster.name}-k3s",
+            k8s.ProviderArgs(kubeconfig=self.kubeconfig),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs(
+            {
+                "api": f"https://{spec.api_vip}:{API_PORT}",
+                "servers": list(spec.servers),
+                "agents": list(spec.agents),
+                "cordoned": sorted(self.cordons),
+                "kubeconfig": self.kubeconfig,
+            }
+        )

@@ -1,0 +1,455 @@
+"""What runs on k3s: the platform (volumes, LoadBalancer addresses) and the spec's workloads.
+
+`Platform` gives the cluster what k3s was started without: Ceph RBD volumes through ceph-csi
+(a restricted Ceph client, its key a Pulumi secret) behind a default StorageClass, and
+LoadBalancer addresses from the spec's pool (kube-vip-cloud-provider hands them out; the
+kube-vip DaemonSet on the servers announces them).
+
+`Workloads` turns each spec workload into a Deployment, or a StatefulSet when it has volumes,
+with a Service, a PodDisruptionBudget and topology spread across Proxmox hosts: replicas of an
+HA workload never share a physical host, so losing one host leaves the others serving, and a
+drain never takes the last one down at once.
+
+Every Kubernetes object goes through the k3s cluster's provider, named explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
+from spec.models import Cluster, Port, Workload
+
+CSI_NAMESPACE = "ceph-csi-rbd"
+CSI_CHART = "ceph-csi-rbd"
+CSI_REPOSITORY = "https://ceph.github.io/csi-charts"
+CSI_DRIVER = "rbd.csi.ceph.com"
+CSI_SECRET = "csi-rbd-secret"
+STORAGE_CLASS = "ceph-rbd"
+# kube-vip-cloud-provider has no spec field: it only allocates addresses, so its version is
+# pinned here next to the manifest it matches.
+KUBE_VIP_CLOUD_PROVIDER = "ghcr.io/kube-vip/kube-vip-cloud-provider:v0.0.12"
+KUBE_VIP_LB_ANNOTATION = "kube-vip.io/loadbalancerIPs"
+HA_LABEL = "homelab/ha"
+# Namespaces k3s creates itself; declaring one would fail with "already exists".
+BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+Meta = k8s.meta.v1.ObjectMetaArgs
+Selector = k8s.meta.v1.LabelSelectorArgs
+
+
+class CephClient(Protocol):
+    """What Platform needs from the Ceph layer (components.storage.CephStorage provides it)."""
+
+    @property
+    def kubernetes_pool(self) -> str: ...
+    @property
+    def monitor_addresses(self) -> Sequence[str]: ...
+    @property
+    def cluster_id(self) -> pulumi.Output[str]: ...
+    @property
+    def client_name(self) -> str: ...
+    @property
+    def client_key(self) -> pulumi.Output[str]: ...
+
+
+class Platform(pulumi.ComponentResource):
+    """ceph-csi RBD with a default StorageClass, and LoadBalancer addresses from the spec's pool."""
+
+    storage_class: str
+    namespaces: set[str]
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        storage: CephClient,
+        k3s: K3sCluster,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:k3s:Platform", f"{cluster.name}-platform", None, opts)
+        spec = k3s.spec
+        # The pools and the client must exist before a volume is provisioned from them.
+        ceph_ready = [storage] if isinstance(storage, pulumi.Resource) else []
+
+        def k8s_opts(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=k3s.provider, depends_on=list(depends_on))
+
+        namespace = k8s.core.v1.Namespace(
+            CSI_NAMESPACE,
+            k8s.core.v1.NamespaceInitArgs(
+                # The node plugin mounts host paths and runs privileged: the namespace must allow it.
+                metadata=Meta(name=CSI_NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged"}),
+            ),
+            opts=k8s_opts(),
+        )
+        self.namespaces = {CSI_NAMESPACE}
+        secret = k8s.core.v1.Secret(
+            CSI_SECRET,
+            k8s.core.v1.SecretInitArgs(
+                metadata=Meta(name=CSI_SECRET, namespace=namespace.metadata.name),
+                type="Opaque",
+                # The restricted client (RBD on the Kubernetes pool only), never client.admin.
+                string_data={"userID": storage.client_name, "userKey": storage.client_key},
+            ),
+            opts=k8s_opts(*ceph_ready),
+        )
+        self.csi = k8s.helm.v3.Release(
+            CSI_CHART,
+            k8s.helm.v3.ReleaseArgs(
+                chart=CSI_CHART,
+                version=spec.ceph_csi_chart_version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CSI_REPOSITORY),
+                name=CSI_CHART,
+                namespace=namespace.metadata.name,
+                values={
+                    "csiConfig": [{"clusterID": storage.cluster_id, "monitors": list(storage.monitor_addresses)}],
+                    # Both are declared below as typed resources, so the key stays a Pulumi secret.
+                    "storageClass": {"create": False},
+                    "secret": {"create": False},
+                },
+            ),
+            opts=k8s_opts(*ceph_ready),
+        )
+        self.storage_class = STORAGE_CLASS
+        secret_namespace = namespace.metadata.name
+        self.storage = k8s.storage.v1.StorageClass(
+            STORAGE_CLASS,
+            k8s.storage.v1.StorageClassInitArgs(
+                metadata=Meta(name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+                provisioner=CSI_DRIVER,
+                parameters={
+                    "clusterID": storage.cluster_id,
+                    "pool": storage.kubernetes_pool,
+                    # The kernel RBD client maps only images with features it knows; layering is safe.
+                    "imageFeatures": "layering",
+                    "csi.storage.k8s.io/fstype": "ext4",
+                    "csi.storage.k8s.io/provisioner-secret-name": secret.metadata.name,
+                    "csi.storage.k8s.io/provisioner-secret-namespace": secret_namespace,
+                    "csi.storage.k8s.io/controller-expand-secret-name": secret.metadata.name,
+                    "csi.storage.k8s.io/controller-expand-secret-namespace": secret_namespace,
+                    "csi.storage.k8s.io/node-stage-secret-name": secret.metadata.name,
+                    "csi.storage.k8s.io/node-stage-secret-namespace": secret_namespace,
+                },
+                # A deleted claim keeps its image: a mistaken `pulumi destroy` or a renamed
+                # workload must not wipe a home's data.
+                reclaim_policy="Retain",
+                allow_volume_expansion=True,
+                # Freed blocks go back to the pool (thin images on a small cluster).
+                mount_options=["discard"],
+            ),
+            opts=k8s_opts(self.csi, *ceph_ready),
+        )
+
+        self.load_balancer = self._kube_vip_cloud_provider(cluster, k8s_opts)
+        self.register_outputs(
+            {
+                "storage_class": STORAGE_CLASS,
+                "load_balancer_pool": f"{spec.load_balancer_pool.start}-{spec.load_balancer_pool.end}",
+            }
+        )
+
+    def _kube_vip_cloud_provider(self, cluster: Cluster, k8s_opts: _OptsFactory) -> k8s.apps.v1.Deployment:
+        """kube-vip-cloud-provider: gives each LoadBalancer Service an address from the pool."""
+        assert cluster.k3s is not None  # K3sCluster refused a spec without k3s
+        pool = cluster.k3s.load_balancer_pool
+        name = "kube-vip-cloud-provider"
+        k8s.core.v1.ConfigMap(
+            "kubevip",
+            k8s.core.v1.ConfigMapInitArgs(
+                # The cloud provider reads this fixed name; range-global serves every namespace.
+                metadata=Meta(name="kubevip", namespace="kube-system"),
+                data={"range-global": f"{pool.start}-{pool.end}"},
+            ),
+            opts=k8s_opts(),
+        )
+        account = k8s.core.v1.ServiceAccount(
+            name, k8s.core.v1.ServiceAccountInitArgs(metadata=Meta(name=name, namespace="kube-system")), opts=k8s_opts()
+        )
+        role = k8s.rbac.v1.ClusterRole(
+            name,
+            k8s.rbac.v1.ClusterRoleInitArgs(
+                metadata=Meta(name=f"system:{name}"),
+                rules=[
+                    k8s.rbac.v1.PolicyRuleArgs(
+                        api_groups=["coordination.k8s.io"],
+                        resources=["leases"],
+                        verbs=["get", "create", "update", "list"],
+                    ),
+                    k8s.rbac.v1.PolicyRuleArgs(
+                        api_groups=[""],
+                        resources=["configmaps", "endpoints", "events", "services/status"],
+                        verbs=["get", "list", "watch", "create", "update", "patch"],
+                    ),
+                    k8s.rbac.v1.PolicyRuleArgs(
+                        api_groups=[""], resources=["nodes", "services"], verbs=["list", "get", "watch", "update"]
+                    ),
+                ],
+            ),
+            opts=k8s_opts(),
+        )
+        binding = k8s.rbac.v1.ClusterRoleBinding(
+            name,
+            k8s.rbac.v1.ClusterRoleBindingInitArgs(
+                metadata=Meta(name=f"system:{name}"),
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role.metadata.name
+                ),
+                subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace="kube-system")],
+            ),
+            opts=k8s_opts(),
+        )
+        labels = {"app.kubernetes.io/name": name}
+        return k8s.apps.v1.Deployment(
+            name,
+            k8s.apps.v1.DeploymentInitArgs(
+                metadata=Meta(name=name, namespace="kube-system", labels=labels),
+                spec=k8s.apps.v1.DeploymentSpecArgs(
+                    # One replica: it only allocates addresses to new Services; those already
+                    # announced keep working while it is rescheduled after a node loss.
+                    replicas=1,
+                    selector=Selector(match_labels=labels),
+                    template=k8s.core.v1.PodTemplateSpecArgs(
+                        metadata=Meta(labels=labels),
+                        spec=k8s.core.v1.PodSpecArgs(
+                            service_account_name=account.metadata.name,
+                            containers=[
+                                k8s.core.v1.ContainerArgs(
+                                    name=name,
+                                    image=KUBE_VIP_CLOUD_PROVIDER,
+                                    command=[
+                                        "/kube-vip-cloud-provider",
+                                        "--leader-elect-resource-name=kube-vip-cloud-controller",
+                                    ],
+                                    resources=k8s.core.v1.ResourceRequirementsArgs(
+                                        requests={"cpu": "10m", "memory": "32Mi"}
+                                    ),
+                                )
+                            ],
+                        ),
+                    ),
+                ),
+            ),
+            opts=k8s_opts(binding),
+        )
+
+
+class _OptsFactory(Protocol):
+    def __call__(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions: ...
+
+
+def _quantity_cpu(millicores: int) -> str:
+    return f"{millicores}m"
+
+
+def _quantity_mib(mib: int) -> str:
+    return f"{mib}Mi"
+
+
+def spread_constraints(workload: Workload, selector: dict[str, str]) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Replicas spread over Proxmox hosts (hard for HA workloads), then over VMs (soft).
+
+    nodeTaintsPolicy Honor: nodes of a dead or drained host (tainted unreachable/unschedulable)
+    do not count as empty domains, which would otherwise block rescheduling the lost replica.
+    """
+    labels = Selector(match_labels=selector)
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key=PROXMOX_NODE_LABEL,
+            when_unsatisfiable="DoNotSchedule" if workload.ha else "ScheduleAnyway",
+            label_selector=labels,
+            node_taints_policy="Honor",
+        ),
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="kubernetes.io/hostname",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=labels,
+            node_taints_policy="Honor",
+        ),
+    ]
+
+
+def _service_ports(ports: Sequence[Port]) -> list[k8s.core.v1.ServicePortArgs]:
+    return [
+        k8s.core.v1.ServicePortArgs(name=p.name, port=p.port, target_port=p.name, protocol=p.protocol) for p in ports
+    ]
+
+
+class Workloads(pulumi.ComponentResource):
+    """Every workload of the spec, with its namespace, Service and disruption budget."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        k3s: K3sCluster,
+        platform: Platform,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:k3s:Workloads", f"{cluster.name}-workloads", None, opts)
+        self.k3s = k3s
+        self.platform = platform
+        self.namespaces: dict[str, pulumi.Input[str]] = {}
+        for workload in cluster.workloads:
+            self._workload(workload)
+        self.register_outputs({"workloads": [f"{w.namespace}/{w.name}" for w in cluster.workloads]})
+
+    def _opts(self, *depends_on: pulumi.Resource, protect: bool = False) -> pulumi.ResourceOptions:
+        # The platform first: a StatefulSet's claims need the StorageClass and the driver.
+        return pulumi.ResourceOptions(
+            parent=self, provider=self.k3s.provider, depends_on=[self.platform, *depends_on], protect=protect
+        )
+
+    def _namespace(self, name: str) -> pulumi.Input[str]:
+        """The namespace's name, declared once; k3s's own and the platform's are used as they are."""
+        if name in BUILTIN_NAMESPACES or name in self.platform.namespaces:
+            return name
+        if name not in self.namespaces:
+            self.namespaces[name] = k8s.core.v1.Namespace(
+                name,
+                k8s.core.v1.NamespaceInitArgs(
+                    # Baseline: no privileged pods, host namespaces or host paths for apps.
+                    metadata=Meta(name=name, labels={"pod-security.kubernetes.io/enforce": "baseline"}),
+                ),
+                opts=self._opts(),
+            ).metadata.name
+        return self.namespaces[name]
+
+    def _workload(self, w: Workload) -> None:
+        namespace = self._namespace(w.namespace)
+        key = f"{w.namespace}-{w.name}"
+        selector = {"app.kubernetes.io/name": w.name, "app.kubernetes.io/instance": key}
+        labels = {**selector, "app.kubernetes.io/part-of": "homelab"}
+        # The policy pack reads it: an HA workload needs at least two replicas.
+        owner_labels = {**labels, HA_LABEL: "true" if w.ha else "false"}
+
+        container = k8s.core.v1.ContainerArgs(
+            name=w.name,
+            image=w.image,
+            ports=[
+                k8s.core.v1.ContainerPortArgs(name=p.name, container_port=p.port, protocol=p.protocol) for p in w.ports
+            ],
+            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(w.env.items())] or None,
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": _quantity_cpu(w.cpu_millicores), "memory": _quantity_mib(w.memory_mib)},
+                # Memory limit = request: a pod never takes memory the scheduler did not count,
+                # so a busy app cannot push a small VM into the OOM killer. CPU is left unlimited.
+                limits={"memory": _quantity_mib(w.memory_mib)},
+            ),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name=v.name, mount_path=v.mount_path) for v in w.volumes]
+            or None,
+        )
+        pod = k8s.core.v1.PodTemplateSpecArgs(
+            metadata=Meta(labels=labels),
+            spec=k8s.core.v1.PodSpecArgs(
+                containers=[container],
+                topology_spread_constraints=spread_constraints(w, selector),
+                # Apps do not talk to the Kubernetes API.
+                automount_service_account_token=False,
+            ),
+        )
+        service = self._services(w, key, namespace, selector)
+        if w.volumes:
+            # Read-write-once volumes: one pod owns each claim, so a StatefulSet, protected.
+            k8s.apps.v1.StatefulSet(
+                key,
+                k8s.apps.v1.StatefulSetInitArgs(
+                    metadata=Meta(name=w.name, namespace=namespace, labels=owner_labels),
+                    spec=k8s.apps.v1.StatefulSetSpecArgs(
+                        replicas=w.replicas,
+                        service_name=service.metadata.name,
+                        selector=Selector(match_labels=selector),
+                        template=pod,
+                        volume_claim_templates=[
+                            k8s.core.v1.PersistentVolumeClaimArgs(
+                                metadata=Meta(name=v.name, labels=labels),
+                                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                                    access_modes=["ReadWriteOnce"],
+                                    storage_class_name=self.platform.storage_class,
+                                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                                        requests={"storage": f"{v.size_gib}Gi"}
+                                    ),
+                                ),
+                            )
+                            for v in w.volumes
+                        ],
+                        # Claims outlive the StatefulSet and scale-downs: the data is the point.
+                        persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                            when_deleted="Retain", when_scaled="Retain"
+                        ),
+                    ),
+                ),
+                opts=self._opts(protect=True),
+            )
+        else:
+            k8s.apps.v1.Deployment(
+                key,
+                k8s.apps.v1.DeploymentInitArgs(
+                    metadata=Meta(name=w.name, namespace=namespace, labels=owner_labels),
+                    spec=k8s.apps.v1.DeploymentSpecArgs(
+                        replicas=w.replicas,
+                        selector=Selector(match_labels=selector),
+                        template=pod,
+                    ),
+                ),
+                opts=self._opts(),
+            )
+        k8s.policy.v1.PodDisruptionBudget(
+            key,
+            k8s.policy.v1.PodDisruptionBudgetInitArgs(
+                metadata=Meta(name=w.name, namespace=namespace, labels=labels),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    # One pod at a time: an HA workload keeps a replica serving through a drain, and
+                    # a single-replica app can still be moved (minAvailable 1 would block the drain).
+                    max_unavailable=1,
+                    selector=Selector(match_labels=selector),
+                    # A pod that is not ready serves nothing: a drain may always evict it.
+                    unhealthy_pod_eviction_policy="AlwaysAllow",
+                ),
+            ),
+            opts=self._opts(),
+        )
+
+    def _services(
+        self, w: Workload, key: str, namespace: pulumi.Input[str], selector: dict[str, str]
+    ) -> k8s.core.v1.Service:
+        """The workload's Service: a LoadBalancer for its exposed ports, else in-cluster only.
+
+        Ports not marked `expose` stay off the LAN: when a workload has both kinds, they go on a
+        second, ClusterIP Service named `<name>-internal`. A workload without ports gets a
+        headless Service, which a StatefulSet needs as its governing Service.
+        """
+        exposed = [p for p in w.ports if p.expose]
+        internal = [p for p in w.ports if not p.expose]
+        annotations = (
+            {KUBE_VIP_LB_ANNOTATION: str(w.load_balancer_ip)} if exposed and w.load_balancer_ip is not None else None
+        )
+        if exposed:
+            spec = k8s.core.v1.ServiceSpecArgs(type="LoadBalancer", selector=selector, ports=_service_ports(exposed))
+        elif w.ports:
+            spec = k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=_service_ports(internal))
+        else:
+            spec = k8s.core.v1.ServiceSpecArgs(type="ClusterIP", cluster_ip="None", selector=selector)
+        service = k8s.core.v1.Service(
+            key,
+            k8s.core.v1.ServiceInitArgs(
+                metadata=Meta(name=w.name, namespace=namespace, annotations=annotations), spec=spec
+            ),
+            opts=self._opts(),
+        )
+        if exposed and internal:
+            k8s.core.v1.Service(
+                f"{key}-internal",
+                k8s.core.v1.ServiceInitArgs(
+                    metadata=Meta(name=f"{w.name}-internal", namespace=namespace),
+                    spec=k8s.core.v1.ServiceSpecArgs(
+                        type="ClusterIP", selector=selector, ports=_service_ports(internal)
+                    ),
+                ),
+                opts=self._opts(),
+            )
+        return service

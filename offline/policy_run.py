@@ -1,0 +1,108 @@
+"""Run the policy pack in-process on the resources the offline harness captured.
+
+The same `policies.rules.POLICIES` the engine runs through `pulumi preview --policy-pack
+policies`, called the way the pack's analyzer calls them: resource policies once per resource,
+stack policies once on all of them, with the stack config set so the policies read the spec.
+Properties go through the same unknown-value proxy, so a value only `pulumi up` would know makes
+a policy report that it cannot run, as it would under the engine.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import pulumi.runtime
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+
+from offline.harness import Resource
+from policies.rules import POLICIES, enforcement_of
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    enforcement: str  # "mandatory" or "advisory"
+    message: str
+    resource: str  # URN, or "" for the stack as a whole
+
+    @property
+    def mandatory(self) -> bool:
+        return self.enforcement == EnforcementLevel.MANDATORY.value
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def policy_resources(resources: Sequence[Resource]) -> list[PolicyResource]:
+    """Captured registrations as the analyzer hands them to stack policies (parents, deps linked)."""
+    out: dict[str, PolicyResource] = {}
+    for r in resources:
+        opts = PolicyResourceOptions(
+            protect=r.protect,
+            ignore_changes=[],
+            delete_before_replace=None,
+            aliases=[],
+            custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+            additional_secret_outputs=[],
+            parent=r.parent or None,
+        )
+        out[r.urn] = PolicyResource(
+            r.type, unknown_checking_proxy(dict(r.inputs)), r.urn, r.name, opts, None, None, [], {}
+        )
+    for r in resources:
+        resource = out[r.urn]
+        resource.parent = out.get(r.parent)
+        resource.dependencies = [out[d] for d in r.dependencies if d in out]
+    return list(out.values())
+
+
+def run_policies(
+    resources: Sequence[Resource], config: Mapping[str, str], policies: Sequence[Policy] = POLICIES
+) -> list[Violation]:
+    """Every violation of `policies` on the captured stack, under the stack's `config`."""
+    return contextvars.Context().run(_run, resources, dict(config), policies)
+
+
+def _run(resources: Sequence[Resource], config: dict[str, str], policies: Sequence[Policy]) -> list[Violation]:
+    pulumi.runtime.set_all_config(config)
+    stack = policy_resources(resources)
+    violations: list[Violation] = []
+    for policy in policies:
+        level = enforcement_of(policy)
+        if level == EnforcementLevel.DISABLED:
+            continue
+        try:
+            if isinstance(policy, StackValidationPolicy):
+                policy.validate(StackValidationArgs(stack, None), _collector(violations, policy.name, level, None))
+            elif isinstance(policy, ResourceValidationPolicy):
+                for r in stack:
+                    args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None)
+                    policy.validate(args, _collector(violations, policy.name, level, r.urn))
+        except UnknownValueError as exc:
+            # What the analyzer does when a policy touches a value only `pulumi up` knows.
+            message = f"can't run during preview: {exc.message}"
+            violations.append(Violation(policy.name, EnforcementLevel.ADVISORY.value, message, ""))
+    return violations
+
+
+def _collector(violations: list[Violation], policy: str, level: EnforcementLevel, urn: str | None) -> ReportViolation:
+    """The report callback: a resource policy's violations are always on its resource."""
+
+    def report(message: str, reported_urn: str | None = None) -> None:
+        violations.append(Violation(policy, level.value, message, urn or reported_urn or ""))
+
+    return report

@@ -1,0 +1,418 @@
+"""Ceph storage (issue 4): order of the steps, what the scripts do, pools, and the client's secrecy.
+
+The declared graph and the rendered scripts come from the real program under mocks; the
+scripts' decisions (skip, create, refuse) come from running them against stub host commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import wait_for_rpcs
+
+from components.stack import Access
+from components.storage import OSD_MEMORY_TARGET, CephStorage, device_slug
+from offline.harness import ProgramRun, Resource
+from plan.placement import OSD_MEMORY_MIB
+from spec.models import Cluster
+from tests.shell import ScriptRun, run_with_stubs
+from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
+
+COMMAND = "command:remote:Command"
+POOL = "proxmoxve:ceph/pool:Pool"
+FSID = "5b1e2c3d-0000-4000-8000-0123456789ab"
+KEY = "AQBexampleexampleexampleexampleexampleAA=="
+
+
+# --- the declared graph --------------------------------------------------------------------
+
+
+def deps(run: ProgramRun, name: str) -> set[str]:
+    """Names of the resources NAME waits for directly."""
+    urns = run.by_urn()
+    return {urns[u].name for u in run.named(name).dependencies}
+
+
+def ceph_commands(run: ProgramRun, suffix: str) -> list[Resource]:
+    return [r for r in run.of_type(COMMAND) if r.parent_name.endswith("-ceph") and r.name.endswith(suffix)]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_steps_run_in_dependency_order(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    monitors = cluster.ceph.monitors
+    installs = {f"{n.name}-ceph-install" for n in cluster.nodes}
+    init = f"{monitors[0]}-ceph-init"
+    mons = [f"{m}-ceph-mon" for m in monitors]
+    mgrs = {f"{m}-ceph-mgr" for m in monitors}
+    osds = {f"{n.name}-ceph-osd-{device_slug(o.device)}" for n in cluster.nodes for o in n.osds}
+    memory = f"{stack}-ceph-osd-memory"
+
+    assert {r.name for r in ceph_commands(run, "-ceph-install")} == installs
+    for install in installs:
+        # After the storage network and corosync link 1; in parallel with the other nodes.
+        assert f"{stack}-corosync-link1" in deps(run, install)
+        assert any(d.endswith(("-bond0", "-bond1", "-vmbr0")) for d in deps(run, install))
+        assert not deps(run, install) & installs
+    assert deps(run, init) >= installs
+    assert init in deps(run, mons[0])
+    for before, after in itertools.pairwise(mons):
+        assert before in deps(run, after), "monitors are created one at a time"
+    for mgr in mgrs:
+        assert deps(run, mgr) >= set(mons)
+    assert deps(run, memory) >= set(mons) | mgrs
+    declared_osds = {r.name for r in ceph_commands(run, "") if "-ceph-osd-" in r.name and r.name != memory}
+    assert declared_osds == osds, "one OSD per device each node lists"
+    for osd in osds:
+        assert deps(run, osd) >= set(mons) | mgrs | {memory}
+    for pool in (cluster.ceph.guest_pool.name, cluster.ceph.kubernetes_pool.name):
+        assert deps(run, f"ceph-pool-{pool}") >= osds
+    assert f"ceph-pool-{cluster.ceph.kubernetes_pool.name}" in deps(run, f"{stack}-ceph-client-kubernetes")
+
+
+def test_several_devices_on_a_node_get_one_osd_each_in_turn() -> None:
+    data = patched(
+        stack_data("lab"),
+        {"nodes[0].osds": [{"device": "/dev/sdb", "device_class": "ssd"}, {"device": "/dev/disk/by-id/ata-X_1"}]},
+    )
+    run = program_with("lab", data)
+    first, second = run.named("lab1-ceph-osd-sdb"), run.named("lab1-ceph-osd-disk-by-id-ata-X_1")
+    assert "DEVICE=/dev/disk/by-id/ata-X_1\nDEVICE_CLASS=nvme\n" in second.inputs["create"]
+    assert first.urn in second.dependencies, "OSDs on one node are created one at a time"
+    for pool in run.of_type(POOL):
+        assert second.urn in pool.dependencies
+
+
+# --- the rendered scripts ------------------------------------------------------------------
+
+
+def script(run: ProgramRun, name: str) -> str:
+    text = run.named(name).inputs["create"]
+    assert isinstance(text, str)
+    return text
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_scripts_carry_the_spec(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    nets = cluster.networks.ceph
+    init = script(run, f"{cluster.ceph.monitors[0]}-ceph-init")
+    assert f"PUBLIC_NETWORK={nets.public}\n" in init and f"CLUSTER_NETWORK={nets.cluster}\n" in init
+    assert 'pveceph init --network "$PUBLIC_NETWORK" --cluster-network "$CLUSTER_NETWORK"' in init
+    assert '[ -f "$conf" ]' in init and "conf=/etc/pve/ceph.conf" in init
+
+    for node in cluster.nodes:
+        install = run.named(f"{node.name}-ceph-install")
+        assert install.inputs["connection"]["host"] == str(node.address)
+        assert "REPOSITORY=no-subscription\nVERSION=squid\n" in install.inputs["create"]
+        assert 'pveceph install --repository "$REPOSITORY" --version "$VERSION"' in install.inputs["create"]
+        for osd in node.osds:
+            text = script(run, f"{node.name}-ceph-osd-{device_slug(osd.device)}")
+            assert f"DEVICE={osd.device}\nDEVICE_CLASS={osd.device_class}\n" in text
+            assert 'pveceph osd create "$dev" --crush-device-class "$DEVICE_CLASS"' in text
+    for name in cluster.ceph.monitors:
+        mon = run.named(f"{name}-ceph-mon")
+        assert mon.inputs["connection"]["host"] == str(cluster.node(name).address)
+        assert f"MON_ADDRESS={cluster.node(name).storage_address}\nNODE={name}\n" in mon.inputs["create"]
+        assert "mon dump" in mon.inputs["create"]
+        assert "mgr dump" in script(run, f"{name}-ceph-mgr")
+
+    # The memory target is the figure placement reserves per OSD.
+    assert OSD_MEMORY_TARGET == OSD_MEMORY_MIB * 1024 * 1024 == 2 * 1024**3
+    assert f"OSD_MEMORY_TARGET={OSD_MEMORY_TARGET}\n" in script(run, f"{stack}-ceph-osd-memory")
+
+    client = script(run, f"{stack}-ceph-client-kubernetes")
+    pool = cluster.ceph.kubernetes_pool.name
+    assert f"CLIENT={cluster.ceph.kubernetes_client}\nPOOL={pool}\n" in client
+    assert 'ceph auth get-or-create "$entity" mon "$mon_caps" osd "$osd_caps" mgr "$mgr_caps"' in client
+    assert 'mon_caps="profile rbd"' in client and 'osd_caps="profile rbd pool=$POOL"' in client
+    assert 'ceph auth print-key "$entity"' in client
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_ceph_commands_never_delete_anything(stack: str) -> None:
+    for r in ceph_commands(program(stack), ""):
+        assert "delete" not in r.inputs, f"{r.name}: destroying the stack must not tear Ceph down"
+
+
+# --- pools and the client ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pools_are_protected_retained_and_sized(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    provider = run.named("proxmox")
+    pools = {r.inputs["name"]: r for r in run.of_type(POOL)}
+    expected = {cluster.ceph.guest_pool.name: (cluster.ceph.guest_pool, True)}
+    expected[cluster.ceph.kubernetes_pool.name] = (cluster.ceph.kubernetes_pool, False)
+    assert set(pools) == set(expected)
+    for name, (spec, add_storages) in expected.items():
+        r = pools[name]
+        assert r.protect and r.retain_on_delete, f"{name} must be protected and retained"
+        assert r.provider.startswith(provider.urn + "::")
+        assert r.inputs["size"] == spec.size and r.inputs["minSize"] == spec.min_size
+        assert r.inputs["addStorages"] is add_storages
+        assert r.inputs["application"] == "rbd" and r.inputs["pgAutoscaleMode"] == "on"
+        assert r.inputs["nodeName"] == cluster.ceph.monitors[0]
+        assert "forceDestroy" not in r.inputs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_client_key_is_secret_and_never_logged(stack: str) -> None:
+    client = program(stack).named(f"{stack}-ceph-client-kubernetes")
+    assert "stdout" in client.additional_secret_outputs
+    assert client.inputs["logging"] == "stderr"
+
+
+class CephMocks(pulumi_mocks.Mocks):
+    """A finished `pulumi up`: the client script printed its key, the fsid script the fsid."""
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.name.endswith("-ceph-fsid"):
+            state["stdout"] = FSID + "\n"
+        elif "-ceph-client-" in args.name:
+            state["stdout"] = KEY
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+def _build(cluster: Cluster) -> dict[str, Any]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pulumi.runtime.set_mocks(CephMocks(), project="homelab", stack="test", preview=False)
+    try:
+        provider = proxmoxve.Provider("proxmox", proxmoxve.ProviderArgs(endpoint="https://10.0.10.11:8006/"))
+        access = Access(proxmox=provider, ssh_user="root", ssh_private_key=pulumi.Output.secret("key"))
+        storage = CephStorage(cluster, access)
+
+        async def collect() -> dict[str, Any]:
+            got = {
+                "storage": storage,
+                "key": await storage.client_key.future(),
+                "key_secret": await storage.client_key.is_secret(),
+                "cluster_id": await storage.cluster_id.future(),
+            }
+            await wait_for_rpcs()
+            return got
+
+        return loop.run_until_complete(collect())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def test_component_outputs() -> None:
+    cluster = stack_cluster("home")
+    got = contextvars.Context().run(_build, cluster)
+    storage: CephStorage = got["storage"]
+    assert got["key"] == KEY and got["key_secret"] is True
+    assert got["cluster_id"] == FSID
+    assert storage.guest_storage == "vm-disks" == cluster.ceph.guest_pool.name
+    assert storage.kubernetes_pool == "k8s-volumes"
+    assert storage.monitor_addresses == ["10.0.50.11:6789", "10.0.50.12:6789", "10.0.50.13:6789"]
+    assert storage.client_name == "kubernetes"
+    assert storage.ready == [storage.guest_pool_resource, storage.kubernetes_pool_resource]
+
+
+# --- what the scripts do on a host (stub commands) -----------------------------------------
+
+FAIL = "exit 1"
+
+
+def osd_report(fsid: str, osd_id: int = 3) -> str:
+    """`ceph-volume lvm list DEV --format json` for a device holding one OSD."""
+    lv = {"name": "osd-block-x", "type": "block", "tags": {"ceph.cluster_fsid": fsid, "ceph.osd_id": str(osd_id)}}
+    return json.dumps({str(osd_id): [lv]}, indent=4, sort_keys=True)
+
+
+def run_osd(tmp_path: Path, **stubs: str) -> ScriptRun:
+    text = script(program("home"), "pve1-ceph-osd-nvme0n1")
+    base = {
+        "ceph": f'case "$*" in *fsid*) echo {FSID} ;; *) exit 1 ;; esac',
+        "ceph-volume": "case \"$1 $2\" in 'lvm list') echo '{}' ;; esac",
+        "lsblk": 'case "$*" in *--nodeps*) exit 0 ;; *) echo nvme0n1 ;; esac',
+        "wipefs": "true",
+        "pvs": FAIL,
+        "lvs": FAIL,
+        "systemctl": "exit 0",
+        "pveceph": "true",
+    }
+    return run_with_stubs(text, tmp_path, {**base, **{k.replace("_", "-"): v for k, v in stubs.items()}})
+
+
+def assert_refused(run: ScriptRun, reason: str) -> None:
+    assert run.returncode == 1, run.stderr
+    assert reason in run.stderr
+    assert "pveceph" not in run.commands()
+    assert not any(c[:3] == ["ceph-volume", "lvm", "zap"] for c in run.calls)
+    assert not any(c[0] == "wipefs" and ("--all" in c or "-a" in c) for c in run.calls)
+
+
+def test_osd_is_created_on_a_blank_device(tmp_path: Path) -> None:
+    run = run_osd(tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.called("pveceph", "osd", "create", "/dev/nvme0n1", "--crush-device-class", "nvme")
+
+
+def test_osd_rerun_changes_nothing(tmp_path: Path) -> None:
+    run = run_osd(tmp_path, ceph_volume=f"cat <<'EOF'\n{osd_report(FSID)}\nEOF")
+    assert run.returncode == 0, run.stderr
+    assert "already holds osd.3" in run.stdout
+    assert "pveceph" not in run.commands()
+
+
+def test_osd_prepared_but_stopped_is_activated_not_recreated(tmp_path: Path) -> None:
+    report = osd_report(FSID)
+    run = run_osd(
+        tmp_path,
+        ceph_volume=f"case \"$1 $2\" in 'lvm list') cat <<'EOF'\n{report}\nEOF\n;; esac",
+        systemctl="exit 3",
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.called("ceph-volume", "lvm", "activate", "--all")
+    assert "pveceph" not in run.commands()
+
+
+@pytest.mark.parametrize(
+    ("stubs", "reason"),
+    [
+        ({"wipefs": "echo ext4"}, "signatures: ext4"),
+        (
+            {
+                "wipefs": "printf 'gpt\\nPMBR\\n'",
+                "lsblk": 'case "$*" in *--nodeps*) exit 0 ;; *) printf "nvme0n1\\nnvme0n1p1\\n" ;; esac',
+            },
+            "partitions or volumes: nvme0n1p1",
+        ),
+        ({"wipefs": "echo LVM2_member", "pvs": "echo '  pve'", "lvs": "echo"}, "signatures: LVM2_member"),
+        (
+            {"ceph_volume": f"cat <<'EOF'\n{osd_report('11111111-2222-3333-4444-555555555555')}\nEOF"},
+            "another Ceph cluster",
+        ),
+        ({"lsblk": "exit 32"}, "is not a block device"),
+    ],
+    ids=["file-system", "partitions", "other-lvm", "other-cluster-osd", "missing-device"],
+)
+def test_osd_refuses_a_device_with_data(tmp_path: Path, stubs: dict[str, str], reason: str) -> None:
+    assert_refused(run_osd(tmp_path, **stubs), reason)
+
+
+def test_osd_clears_the_empty_volume_group_an_interrupted_create_left(tmp_path: Path) -> None:
+    run = run_osd(
+        tmp_path,
+        wipefs="echo LVM2_member",
+        pvs="echo '  ceph-0f1e2d3c'",
+        lvs="echo ''",
+        lsblk='case "$*" in *--nodeps*) exit 0 ;; *) printf "nvme0n1\\nceph--0f1e2d3c-osd--block--x\\n" ;; esac',
+        ceph_volume="case \"$1 $2\" in 'lvm list') echo '{}' ;; esac",
+    )
+    assert run.returncode == 0, run.stderr
+    zap = run.calls.index(["ceph-volume", "lvm", "zap", "--destroy", "/dev/nvme0n1"])
+    create = run.calls.index(["pveceph", "osd", "create", "/dev/nvme0n1", "--crush-device-class", "nvme"])
+    assert zap < create
+
+
+def test_client_is_created_with_rbd_caps_on_its_pool_only(tmp_path: Path) -> None:
+    text = script(program("home"), "home-ceph-client-kubernetes")
+    ceph = (
+        f'case "$*" in *"auth get client."*) exit 2 ;; *print-key*) printf %s "{KEY}" ;; *) echo "[client.x]" ;; esac'
+    )
+    run = run_with_stubs(text, tmp_path, {"ceph": ceph})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == KEY, "stdout carries the key and nothing else"
+    caps = ["mon", "profile rbd", "osd", "profile rbd pool=k8s-volumes", "mgr", "profile rbd pool=k8s-volumes"]
+    assert run.called("ceph", "auth", "get-or-create", "client.kubernetes", *caps)
+
+
+@pytest.mark.parametrize(("pool", "rewrites"), [("k8s-volumes", False), ("old-pool", True)])
+def test_client_rerun_keeps_the_key_and_fixes_caps_only_when_they_differ(
+    tmp_path: Path, pool: str, rewrites: bool
+) -> None:
+    text = script(program("home"), "home-ceph-client-kubernetes")
+    keyring = (
+        f'[client.kubernetes]\n\tkey = {KEY}\n\tcaps mgr = "profile rbd pool={pool}"\n'
+        f'\tcaps mon = "profile rbd"\n\tcaps osd = "profile rbd pool={pool}"'
+    )
+    ceph = (
+        f'case "$*" in *"auth get client."*) cat <<\'EOF\'\n{keyring}\nEOF\n;; *print-key*) printf %s "{KEY}" ;; esac'
+    )
+    run = run_with_stubs(text, tmp_path, {"ceph": ceph})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == KEY
+    assert not any("get-or-create" in c for c in run.calls)
+    assert any(c[1:3] == ["auth", "caps"] for c in run.calls) is rewrites
+
+
+@pytest.mark.parametrize(
+    ("dump", "creates"), [("0: [v2:10.0.50.11:3300/0,v1:10.0.50.11:6789/0] mon.pve1", False), ("", True)]
+)
+def test_monitor_is_created_once(tmp_path: Path, dump: str, creates: bool) -> None:
+    text = script(program("home"), "pve1-ceph-mon")
+    run = run_with_stubs(text, tmp_path, {"ceph": f"echo '{dump}'", "systemctl": "exit 0", "pveceph": "true"})
+    assert run.returncode == 0, run.stderr
+    assert run.called("pveceph", "mon", "create", "--mon-address", "10.0.50.11") is creates
+
+
+@pytest.mark.parametrize(
+    ("dump", "creates"),
+    [('{"active_name":"pve2","standbys":[{"name":"pve1"}]}', False), ('{"active_name":"pve2"}', True)],
+)
+def test_manager_is_created_once(tmp_path: Path, dump: str, creates: bool) -> None:
+    text = script(program("home"), "pve1-ceph-mgr")
+    run = run_with_stubs(text, tmp_path, {"ceph": f"echo '{dump}'", "systemctl": "exit 0", "pveceph": "true"})
+    assert run.returncode == 0, run.stderr
+    assert run.called("pveceph", "mgr", "create") is creates
+
+
+@pytest.mark.parametrize(("current", "sets"), [(str(2 * 1024**3), False), ("4294967296", True)])
+def test_osd_memory_target_is_set_once(tmp_path: Path, current: str, sets: bool) -> None:
+    text = script(program("home"), "home-ceph-osd-memory")
+    run = run_with_stubs(text, tmp_path, {"ceph": f'case "$*" in *"config get"*) echo {current} ;; esac'})
+    assert run.returncode == 0, run.stderr
+    assert run.called("ceph", "config", "set", "osd", "osd_memory_target", str(2 * 1024**3)) is sets
+
+
+def install_stubs(release: str | None) -> dict[str, str]:
+    """A node with ceph RELEASE's server packages, or none until the pveceph stub installs squid."""
+    mark = f'echo {release} > "$STATE/release"' if release else ":"
+    return {
+        "dpkg-query": f'{mark}; [ -f "$STATE/release" ] && echo "install ok installed" || echo "not-installed"',
+        "ceph-mon": '[ -f "$STATE/release" ] || exit 127; echo "ceph version 19.2.3 (0) $(cat "$STATE/release") (x)"',
+        # Reads an answer from the script's `yes`, then exits, as apt-get does.
+        "pveceph": 'head -c 2 > /dev/null; echo squid > "$STATE/release"',
+    }
+
+
+@pytest.mark.parametrize(
+    ("release", "returncode", "installs"), [(None, 0, True), ("squid", 0, False), ("reef", 1, False)]
+)
+def test_install_runs_once_and_never_switches_release(
+    tmp_path: Path, release: str | None, returncode: int, installs: bool
+) -> None:
+    text = script(program("home"), "pve1-ceph-install")
+    run = run_with_stubs(text, tmp_path, install_stubs(release))
+    assert run.returncode == returncode, run.stderr
+    assert run.called("pveceph", "install", "--repository", "no-subscription", "--version", "squid") is installs
+    if release == "reef":
+        assert "runs ceph reef, the spec wants squid" in run.stderr
+
+
+def test_init_passes_both_networks(tmp_path: Path) -> None:
+    if Path("/etc/pve/ceph.conf").exists():
+        pytest.skip("this machine has a Ceph config; the first-run path needs one without")
+    text = script(program("lab"), "lab1-ceph-init")
+    run = run_with_stubs(text, tmp_path, {"pveceph": "true", "ceph-conf": FAIL})
+    assert run.returncode == 0, run.stderr
+    assert run.called("pveceph", "init", "--network", "192.168.110.0/24", "--cluster-network", "192.168.111.0/24")
