@@ -1,7 +1,8 @@
 """`make preview`: the plan of a stack, offline, as the engine would see it.
 
 Runs the real program under mocks with the stack file's config, prints the resources as a tree
-(component > resource, with type) and a summary, and writes `.preview/<stack>.json`.
+(component > resource, with type), a summary, the power and failover reports, and writes
+`.preview/<stack>.json` and the pull request's Markdown, `.preview/<stack>.md`.
 Runs the policy pack (`policies/`) in-process on the captured resources and lists its
 violations; any mandatory one exits 3, as `pulumi preview --policy-pack policies` would fail.
 A bad spec prints the error alone and exits 2.
@@ -20,8 +21,8 @@ import pulumi
 
 from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program, stack_file
 from offline.policy_run import Violation, run_policies
+from offline.reports import Reports
 from plan.placement import PlacementError, place
-from plan.power import cluster_draw
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
 
 EXIT_BAD_SPEC = 2
@@ -106,28 +107,6 @@ def summary_lines(run: ProgramRun, cluster: Cluster) -> list[str]:
     return lines
 
 
-def power_report(cluster: Cluster) -> dict[str, Any]:
-    draw = cluster_draw(cluster, place(cluster))
-    return {
-        "budget_watts": draw.budget_watts,
-        "idle_watts": round(draw.idle_watts, 2),
-        "expected_watts": round(draw.watts, 2),
-        "within_budget": draw.within_budget,
-        "kwh_per_month": round(draw.kwh_per_month, 2),
-        "cost_per_month": round(draw.cost_per_month, 2),
-        "currency": cluster.power.currency,
-        "nodes": [
-            {
-                "node": n.node,
-                "idle_watts": n.idle_watts,
-                "utilisation": round(n.utilisation, 3),
-                "watts": round(n.watts, 2),
-            }
-            for n in draw.nodes
-        ],
-    }
-
-
 def violation_lines(violations: list[Violation], run: ProgramRun) -> list[str]:
     names = {r.urn: r.name for r in run.resources}
     mandatory = sum(v.mandatory for v in violations)
@@ -138,12 +117,13 @@ def violation_lines(violations: list[Violation], run: ProgramRun) -> list[str]:
     return lines
 
 
-def report(run: ProgramRun, cluster: Cluster, violations: list[dict[str, Any]]) -> dict[str, Any]:
+def report(run: ProgramRun, reports: Reports, violations: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "stack": run.stack,
         "resources": [{"type": r.type, "name": r.name, "parent": r.parent_name} for r in run.resources],
         "violations": violations,
-        "power": power_report(cluster),
+        "power": reports.power_json(),
+        "failover": reports.failover_json(),
     }
 
 
@@ -160,28 +140,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stack", default="home")
     parser.add_argument("--out", type=Path, default=ROOT / ".preview")
+    parser.add_argument("--stack-dir", type=Path, default=ROOT, help="where Pulumi.<stack>.yaml is (default: here)")
     args = parser.parse_args(argv)
-    if not stack_file(args.stack).exists():
-        print(f"error: no stack file {stack_file(args.stack).name}", file=sys.stderr)
+    path = stack_file(args.stack, args.stack_dir)
+    if not path.exists():
+        print(f"error: no stack file {path}", file=sys.stderr)
         return EXIT_BAD_SPEC
     try:
-        cluster, config = load_spec(args.stack)
+        cluster, config = load_spec(args.stack, args.stack_dir)
         run = run_program(args.stack, config)
     except (SpecError, PlacementError, pulumi.RunError) as exc:
-        print(f"error: invalid {CLUSTER_KEY} in {stack_file(args.stack).name}:\n{exc}", file=sys.stderr)
+        print(f"error: invalid {CLUSTER_KEY} in {path.name}:\n{exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
 
     violations = run_policies(run.resources, config)
-    doc = report(run, cluster, [v.as_dict() for v in violations])
+    found = [v.as_dict() for v in violations]
+    reports = Reports.of(cluster)
     print(f"Plan for stack {args.stack} (offline preview: nothing is contacted or changed)\n")
     print("\n".join(tree_lines(run.resources)))
-    print()
-    print("\n".join(summary_lines(run, cluster)))
+    for block in (summary_lines(run, cluster), reports.power_text(), reports.failover_text()):
+        print()
+        print("\n".join(block))
     print()
     print("\n".join(violation_lines(violations, run)))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.stack}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\nreport: {args.out / (args.stack + '.json')}")
+    json_path, md_path = args.out / f"{args.stack}.json", args.out / f"{args.stack}.md"
+    json_path.write_text(json.dumps(report(run, reports, found), indent=2) + "\n")
+    md_path.write_text(reports.markdown(args.stack, sum(r.custom for r in run.resources), found))
+    print(f"\nreports: {json_path}, {md_path}")
     return EXIT_POLICY if any(v.mandatory for v in violations) else 0
 
 

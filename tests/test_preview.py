@@ -1,0 +1,59 @@
+"""`make preview` end to end: the plan, the reports, and a clean refusal of a bad stack file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from offline.harness import ROOT
+from offline.preview import EXIT_BAD_SPEC, main, short_type
+from tests.support import patched, stack_data
+
+
+def write_stack(directory: Path, stack: str, cluster: dict[str, object]) -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.home.yaml").read_text())
+    doc["config"]["homelab:cluster"] = cluster
+    (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc))
+
+
+def test_home_preview_prints_the_plan_and_writes_the_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--stack", "home", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pve1-bond0  [proxmoxve:network/linux:Bond]  on pve1" in out
+    assert "k3s-server-1  [proxmoxve:index:VmLegacy]" in out
+    assert "Power (modelled):" in out and "within the budget of 75 W" in out
+    assert "Failover (each node lost in turn):" in out and "pve1 down" in out
+    doc = json.loads((tmp_path / "home.json").read_text())
+    assert {"resources", "violations", "power", "failover"} <= set(doc)
+    assert {"type": "proxmoxve:network/linux/bond:Bond", "name": "pve1-bond0", "parent": "pve1"} in doc["resources"]
+    assert doc["power"]["within_budget"] is True and len(doc["power"]["nodes"]) == 3
+    assert [f["node"] for f in doc["failover"]] == ["pve1", "pve2", "pve3"]
+    md = (tmp_path / "home.md").read_text()
+    assert "```mermaid" in md and "### Power" in md and "### If a node dies" in md
+
+
+def test_bad_stack_file_is_refused_with_nothing_else_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_stack(tmp_path, "broken", patched(stack_data("home"), {"nodes[0].bond.members": ["enp1s0"]}))
+    code = main(["--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == EXIT_BAD_SPEC
+    assert captured.out == ""
+    assert "nodes.0.bond.members: a bond needs at least two members" in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_stack_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--stack", "nope", "--stack-dir", str(tmp_path)]) == EXIT_BAD_SPEC
+    assert "no stack file" in capsys.readouterr().err
+
+
+def test_short_type_keeps_types_apart() -> None:
+    assert short_type("proxmoxve:sdn/fabric/openfabric:Openfabric") == "proxmoxve:sdn/fabric:Openfabric"
+    assert short_type("proxmoxve:sdn/fabric/node/openfabric:Openfabric") == "proxmoxve:sdn/fabric/node:Openfabric"
