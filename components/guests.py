@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence, Set
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from components.cloudinit import user_data
+from components.cloudinit import snippet_name, user_data
 from components.network import LAN_BRIDGE
+from components.stack import waits_for
 from spec.models import TEMPLATE_VM_IDS, Cluster, Guest, Image
 
 
@@ -59,7 +60,7 @@ class GuestTemplates(pulumi.ComponentResource):
                     checksum_algorithm=image.checksum_algorithm if image.checksum else None,
                     overwrite=False,
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts)),
             )
             self.templates[key] = proxmoxve.VmLegacy(
                 f"{key}-template",
@@ -91,7 +92,7 @@ class GuestTemplates(pulumi.ComponentResource):
                     vga=proxmoxve.VmLegacyVgaArgs(type="serial0"),
                     operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts)),
             )
         self.register_outputs({"templates": sorted(self.templates)})
 
@@ -117,6 +118,8 @@ class Guests(pulumi.ComponentResource):
         self.placement = dict(placement)
         # Parked on a drained node (see plan.placement.parked): declared, but not running.
         self.stopped = set(stopped)
+        self.wait = waits_for(opts)
+        self.snippets: dict[str, dict[str, proxmoxve.FileLegacy]] = {}
         self.machines = {}
         previous_clone: Sequence[pulumi.Resource] = []
         for guest in cluster.guests:
@@ -131,31 +134,30 @@ class Guests(pulumi.ComponentResource):
     def _disk_storage(self, guest: Guest, index: int) -> str:
         return self.cluster.disk_storage(guest.disks[index])
 
-    def _snippets(self, guest: Guest) -> proxmoxve.FileLegacy:
-        """The user-data snippet, on every node: an HA guest restarting elsewhere needs it there."""
-        content = user_data(self.cluster, guest)
-        files = [
-            proxmoxve.FileLegacy(
-                f"{guest.name}-user-data-{node.name}",
-                proxmoxve.FileLegacyArgs(
-                    node_name=node.name,
-                    datastore_id=self.cluster.proxmox.snippets_storage,
-                    content_type="snippets",
-                    source_raw=proxmoxve.FileLegacySourceRawArgs(
-                        data=content, file_name=f"{guest.name}-user-data.yaml"
+    def _snippet(self, guest: Guest) -> proxmoxve.FileLegacy:
+        """The guest's user-data snippet on its node; each distinct snippet is copied to every node."""
+        content = user_data(self.cluster, guest.packages)
+        name = snippet_name(content)
+        if name not in self.snippets:
+            self.snippets[name] = {
+                node.name: proxmoxve.FileLegacy(
+                    f"{name.removesuffix('.yaml')}-{node.name}",
+                    proxmoxve.FileLegacyArgs(
+                        node_name=node.name,
+                        datastore_id=self.cluster.proxmox.snippets_storage,
+                        content_type="snippets",
+                        source_raw=proxmoxve.FileLegacySourceRawArgs(data=content, file_name=name),
                     ),
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for node in self.cluster.nodes
-        ]
-        # Every copy has the same file ID (storage:snippets/name); the placed node's is referenced.
-        return next(f for f, n in zip(files, self.cluster.nodes, strict=True) if n.name == self.placement[guest.name])
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait),
+                )
+                for node in self.cluster.nodes
+            }
+        return self.snippets[name][self.placement[guest.name]]
 
     def _vm(self, guest: Guest, templates: GuestTemplates, after: Sequence[pulumi.Resource]) -> proxmoxve.VmLegacy:
         assert guest.image is not None  # the spec requires an image for a VM
         template = templates.templates[guest.image]
-        snippet = self._snippets(guest)
+        snippet = self._snippet(guest)
         address, gateway = _ip(self.cluster, guest)
         lan = self.cluster.networks.lan
         extra_disks = [
@@ -226,7 +228,7 @@ class Guests(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[template, *after], protect=guest.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template, *after], protect=guest.protect),
         )
 
     def _container(self, guest: Guest) -> proxmoxve.ContainerLegacy:
@@ -279,5 +281,5 @@ class Guests(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, protect=guest.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait, protect=guest.protect),
         )

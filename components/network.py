@@ -13,6 +13,7 @@ import pulumi
 import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve.network import linux
 
+from components.stack import waits_for
 from spec.models import Bond, Cluster, Node
 
 LAN_BOND = "bond0"
@@ -49,7 +50,8 @@ class NodeNetwork(pulumi.ComponentResource):
 
     def __init__(self, cluster: Cluster, node: Node, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("homelab:network:NodeNetwork", node.name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        wait = waits_for(opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=wait)
         lan = cluster.networks.lan
         self.lan_bond = linux.Bond(
             f"{node.name}-{LAN_BOND}",
@@ -69,7 +71,7 @@ class NodeNetwork(pulumi.ComponentResource):
                 autostart=True,
                 comment="management address and guest bridge (VLAN aware)",
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.lan_bond]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*wait, self.lan_bond]),
         )
         self.bridge = LAN_BRIDGE
         self.storage_interfaces = [STORAGE_BOND] if node.storage_bond else [link.nic for link in node.mesh_links]
@@ -101,6 +103,7 @@ class StorageMesh(pulumi.ComponentResource):
     def __init__(self, cluster: Cluster, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("homelab:network:StorageMesh", cluster.networks.storage.fabric, None, opts)
         net = cluster.networks
+        wait = waits_for(opts)
         self.fabric = proxmoxve.sdn.fabric.Openfabric(
             f"{net.storage.fabric}-fabric",
             proxmoxve.sdn.fabric.OpenfabricArgs(
@@ -109,7 +112,7 @@ class StorageMesh(pulumi.ComponentResource):
                 hello_interval=1,
                 csnp_interval=2,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=wait),
         )
         self.nodes = [
             proxmoxve.sdn.fabric.node.Openfabric(

@@ -15,6 +15,17 @@ from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
 SECRET_KEYS = ("proxmoxApiToken", "sshPrivateKey")
 
 
+def waits_for(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """What a component was told to wait for. Its children must carry it themselves: a
+    component's `depends_on` orders its registration, not the creation of its children."""
+    deps = opts.depends_on if opts is not None else None
+    if deps is None:
+        return []
+    if isinstance(deps, pulumi.Resource):
+        return [deps]
+    return [d for d in deps if isinstance(d, pulumi.Resource)]  # type: ignore[union-attr]
+
+
 def load_cluster() -> Cluster:
     """The validated spec from `homelab:cluster`; a bad spec stops the program before any resource."""
     raw = pulumi.Config("homelab").get(CLUSTER_KEY.split(":", 1)[1])

@@ -65,15 +65,20 @@ def test_the_schema_check_catches_a_wrong_type(tmp_path: Path) -> None:
 
 def test_user_data_content() -> None:
     cluster = stack_cluster("home")
-    data = snippets("home")
-    # One copy per node, so an HA guest can restart anywhere.
-    assert {n for n in data if n.startswith("k3s-server-1-user-data-")} == {
-        f"k3s-server-1-user-data-{n.name}" for n in cluster.nodes
-    }
-    doc = yaml.safe_load(data["k3s-server-1-user-data-pve1"])
-    assert data["k3s-server-1-user-data-pve1"].startswith("#cloud-config\n")
-    assert doc["hostname"] == "k3s-server-1"
+    run = program("home")
+    vm = run.named("k3s-server-1").inputs
+    snippet_id = vm["initialization"]["userDataFileId"]
+    snippet = next(r for r in run.of_type(SNIPPET) if f"{r.name}-id" == snippet_id)
+    # One copy per node, so an HA guest can restart anywhere; VMs with the same packages share it.
+    copies = [r for r in run.of_type(SNIPPET) if r.name.rsplit("-", 1)[0] == snippet.name.rsplit("-", 1)[0]]
+    assert sorted(r.inputs["nodeName"] for r in copies) == [n.name for n in cluster.nodes]
+    assert len(run.of_type(SNIPPET)) == len(cluster.nodes)  # all home VMs install the same packages
+    data = snippet.inputs["sourceRaw"]["data"]
+    doc = yaml.safe_load(data)
+    assert data.startswith("#cloud-config\n")
+    assert "hostname" not in doc  # from the VM name, via Proxmox's meta-data
     assert doc["users"][0]["name"] == "homelab"
+    assert snippet.inputs["sourceRaw"]["fileName"].startswith("homelab-user-data-")
     assert doc["users"][0]["ssh_authorized_keys"] == cluster.access.ssh_public_keys
     assert doc["ssh_pwauth"] is False
     assert "qemu-guest-agent" in doc["packages"] and "open-iscsi" in doc["packages"]

@@ -57,15 +57,16 @@ def test_vms_are_full_clones_of_the_template_one_at_a_time() -> None:
 
 
 def test_vm_user_data_snippet_is_referenced() -> None:
-    vm = program("home").named("k3s-agent-1").inputs
-    assert vm["initialization"]["userDataFileId"] == "k3s-agent-1-user-data-pve1-id"
+    run = program("home")
+    vm = run.named("k3s-agent-1").inputs
+    snippet = next(r for r in run.of_type("proxmoxve:index/fileLegacy:FileLegacy") if r.inputs["nodeName"] == "pve1")
+    assert vm["initialization"]["userDataFileId"] == f"{snippet.name}-id"
 
 
 def test_guests_wait_for_the_ceph_pools() -> None:
     run = program("home")
-    vm = run.named("k3s-server-1")
-    component = run.by_urn()[vm.parent]
-    assert any(d.endswith("ceph-pool-vm-disks") for d in component.dependencies)
+    for name in ("k3s-server-1", "backup", "debian-13-image", "debian-13-template"):
+        assert any(d.endswith("ceph-pool-vm-disks") for d in run.named(name).dependencies), name
 
 
 def test_lxc_is_unprivileged_on_local_storage_and_protected() -> None:

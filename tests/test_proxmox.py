@@ -98,9 +98,9 @@ def test_joins_run_one_after_another() -> None:
 
 def test_node_networks_wait_for_the_cluster() -> None:
     run = program("home")
-    bond = next(r for r in run.of_type(BOND) if r.name == "pve3-bond0")
-    component = run.by_urn()[bond.parent]
-    assert any(d.endswith("pve3-cluster-join") for d in component.dependencies)
+    # The bond itself must wait: a component's depends_on does not hold back its children.
+    for name in ("pve3-bond0", "pve3-vmbr0", "ceph-fabric"):
+        assert any(d.endswith("pve3-cluster-join") for d in run.named(name).dependencies), name
 
 
 def test_remote_commands_carry_the_ssh_key_as_a_secret() -> None:
