@@ -1,15 +1,15 @@
 """Guests: VM templates from cloud images, cloud-init snippets, the VMs and the LXCs.
 
 Each cloud image is downloaded once and turned into a template whose disk sits on the shared
-Ceph storage, so any node can clone it. VMs are full clones, one at a time (parallel clones
-hit Proxmox's storage lock). Power-friendly defaults: CPU type `host` (no emulated features),
+Ceph storage, so any node can clone it. VMs are full clones, retried when the template is
+momentarily locked by another clone. Power-friendly defaults: CPU type `host` (no emulated features),
 ballooning where the spec gives a floor, no tablet device (its USB polling keeps an idle
 guest's vCPU waking), a serial console instead of emulated graphics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Set
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -121,12 +121,9 @@ class Guests(pulumi.ComponentResource):
         self.wait = waits_for(opts)
         self.snippets: dict[str, dict[str, proxmoxve.FileLegacy]] = {}
         self.machines = {}
-        previous_clone: Sequence[pulumi.Resource] = []
         for guest in cluster.guests:
             if guest.kind == "vm":
-                vm = self._vm(guest, templates, previous_clone)
-                previous_clone = [vm]
-                self.machines[guest.name] = vm
+                self.machines[guest.name] = self._vm(guest, templates)
             else:
                 self.machines[guest.name] = self._container(guest)
         self.register_outputs({"placement": self.placement})
@@ -154,7 +151,7 @@ class Guests(pulumi.ComponentResource):
             }
         return self.snippets[name][self.placement[guest.name]]
 
-    def _vm(self, guest: Guest, templates: GuestTemplates, after: Sequence[pulumi.Resource]) -> proxmoxve.VmLegacy:
+    def _vm(self, guest: Guest, templates: GuestTemplates) -> proxmoxve.VmLegacy:
         assert guest.image is not None  # the spec requires an image for a VM
         template = templates.templates[guest.image]
         snippet = self._snippet(guest)
@@ -185,7 +182,10 @@ class Guests(pulumi.ComponentResource):
                     node_name=templates.node,
                     datastore_id=self._disk_storage(guest, 0),
                     full=True,
-                    retries=3,
+                    # Simultaneous clones of one template can find it locked; the provider retries
+                    # rather than this program chaining every clone (a chain makes `pulumi preview`
+                    # itself quadratic in the number of VMs).
+                    retries=5,
                 ),
                 # Moving a guest (a new placement, a node drained) live-migrates it, never recreates it.
                 migrate=True,
@@ -228,7 +228,7 @@ class Guests(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template, *after], protect=guest.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template], protect=guest.protect),
         )
 
     def _container(self, guest: Guest) -> proxmoxve.ContainerLegacy:

@@ -24,7 +24,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import remote
-from components.stack import Access
+from components.stack import Access, waits_for
 from spec.models import Cluster, K3s
 
 PROXMOX_NODE_LABEL = "homelab/proxmox-node"
@@ -203,6 +203,8 @@ class K3sCluster(pulumi.ComponentResource):
         check_server_spread(spec.servers, placement)
         self.spec = spec
         user = cluster.access.user
+        # What the caller said to wait for holds back the first commands, not only this component.
+        before = waits_for(opts)
 
         def ssh(guest: str) -> command.remote.ConnectionArgs:
             # Guests are reached as the cloud-init user, with the same key as the Proxmox nodes.
@@ -244,7 +246,7 @@ class K3sCluster(pulumi.ComponentResource):
                     triggers=[spec.version],
                     add_previous_output_in_env=False,
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[machines[guest], *after]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*before, machines[guest], *after]),
             )
 
         first, *others = spec.servers

@@ -22,7 +22,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
-from spec.models import Cluster, Port, Workload
+from components.stack import waits_for
+from spec.models import AddressRange, Cluster, Port, Workload
 
 CSI_NAMESPACE = "ceph-csi-rbd"
 CSI_CHART = "ceph-csi-rbd"
@@ -74,9 +75,10 @@ class Platform(pulumi.ComponentResource):
         spec = k3s.spec
         # The pools and the client must exist before a volume is provisioned from them.
         ceph_ready = [storage] if isinstance(storage, pulumi.Resource) else []
+        before = waits_for(opts)
 
         def k8s_opts(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, provider=k3s.provider, depends_on=list(depends_on))
+            return pulumi.ResourceOptions(parent=self, provider=k3s.provider, depends_on=[*before, *depends_on])
 
         namespace = k8s.core.v1.Namespace(
             CSI_NAMESPACE,
@@ -144,7 +146,7 @@ class Platform(pulumi.ComponentResource):
             opts=k8s_opts(self.csi, *ceph_ready),
         )
 
-        self.load_balancer = self._kube_vip_cloud_provider(cluster, k8s_opts)
+        self.load_balancer = self._kube_vip_cloud_provider(spec.load_balancer_pool, k8s_opts)
         self.register_outputs(
             {
                 "storage_class": STORAGE_CLASS,
@@ -152,10 +154,8 @@ class Platform(pulumi.ComponentResource):
             }
         )
 
-    def _kube_vip_cloud_provider(self, cluster: Cluster, k8s_opts: _OptsFactory) -> k8s.apps.v1.Deployment:
+    def _kube_vip_cloud_provider(self, pool: AddressRange, k8s_opts: _OptsFactory) -> k8s.apps.v1.Deployment:
         """kube-vip-cloud-provider: gives each LoadBalancer Service an address from the pool."""
-        assert cluster.k3s is not None  # K3sCluster refused a spec without k3s
-        pool = cluster.k3s.load_balancer_pool
         name = "kube-vip-cloud-provider"
         k8s.core.v1.ConfigMap(
             "kubevip",
@@ -177,7 +177,7 @@ class Platform(pulumi.ComponentResource):
                     k8s.rbac.v1.PolicyRuleArgs(
                         api_groups=["coordination.k8s.io"],
                         resources=["leases"],
-                        verbs=["get", "create", "update", "list"],
+                        verbs=["get", "list", "watch", "create", "update"],
                     ),
                     k8s.rbac.v1.PolicyRuleArgs(
                         api_groups=[""],
@@ -293,6 +293,7 @@ class Workloads(pulumi.ComponentResource):
         super().__init__("homelab:k3s:Workloads", f"{cluster.name}-workloads", None, opts)
         self.k3s = k3s
         self.platform = platform
+        self.before = waits_for(opts)
         self.namespaces: dict[str, pulumi.Input[str]] = {}
         for workload in cluster.workloads:
             self._workload(workload)
@@ -301,7 +302,10 @@ class Workloads(pulumi.ComponentResource):
     def _opts(self, *depends_on: pulumi.Resource, protect: bool = False) -> pulumi.ResourceOptions:
         # The platform first: a StatefulSet's claims need the StorageClass and the driver.
         return pulumi.ResourceOptions(
-            parent=self, provider=self.k3s.provider, depends_on=[self.platform, *depends_on], protect=protect
+            parent=self,
+            provider=self.k3s.provider,
+            depends_on=[*self.before, self.platform, *depends_on],
+            protect=protect,
         )
 
     def _namespace(self, name: str) -> pulumi.Input[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import wait_for_rpcs
 
 from spec import CLUSTER_KEY, read_stack_config
@@ -172,6 +173,16 @@ def _run(stack: str, config: dict[str, str], root: Path) -> ProgramRun:
         root_resource = pulumi.runtime.get_root_resource()
         outputs = dict(getattr(root_resource, "outputs", {}) or {})
     finally:
+        # A program that raised leaves tasks behind, some in Pulumi's process-wide set of
+        # outputs: cancel every task of this loop and empty that set, or the next run would wait
+        # on tasks of a closed loop.
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        with SETTINGS.lock:
+            SETTINGS.outputs.clear()
         loop.close()
         asyncio.set_event_loop(None)
     return ProgramRun(stack=stack, resources=monitor.captured, outputs=outputs)

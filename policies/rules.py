@@ -159,6 +159,13 @@ def labels(value: Any) -> dict[str, str]:
     return out
 
 
+def known_labels(value: Any) -> dict[str, str] | None:
+    """A label map, or None when it or any of its values is only known after `pulumi up`."""
+    if value is UNKNOWN or (isinstance(value, Mapping) and any(get(value, k) is UNKNOWN for k in value)):
+        return None
+    return labels(value)
+
+
 # --- the spec from stack config ------------------------------------------------------------
 
 
@@ -195,7 +202,6 @@ class GuestDecl:
     """A VM or container as declared, matched to its spec guest by VM ID (then by name)."""
 
     urn: str
-    resource: str
     kind: str  # "vm" or "lxc"
     name: str
     vm_id: int | None
@@ -204,6 +210,7 @@ class GuestDecl:
     memory_mib: int | None
     volumes: tuple[tuple[str, str], ...]  # (which disk, storage ID or host path)
     spec: Guest | None
+    started: bool = True  # False: declared stopped (parked on a drained node); draws and needs nothing
 
     @property
     def ha_id(self) -> str | None:
@@ -230,20 +237,34 @@ class WorkloadDecl:
     urn: str
     kind: str
     name: str
-    namespace: str
+    namespace: str | None  # None: not known at preview
     replicas: int | None  # None: not known at preview
     ha: bool
-    pod_labels: dict[str, str]
+    pod_labels: dict[str, str] | None  # None: not known at preview
 
 
 @dataclass(frozen=True)
 class PdbDecl:
     urn: str
     name: str
-    namespace: str
-    match_labels: dict[str, str]
+    namespace: str | None  # None: not known at preview
+    match_labels: dict[str, str] | None  # None: not known at preview
     min_available: int | str | None
     max_unavailable: int | str | None
+    limits_known: bool = True  # False: minAvailable or maxUnavailable is only known after `up`
+
+    def may_select(self, w: WorkloadDecl) -> bool:
+        """Whether it selects the workload's pods; an unknown namespace or selector may."""
+        if self.namespace is not None and w.namespace is not None and self.namespace != w.namespace:
+            return False
+        if self.match_labels is None or w.pod_labels is None:
+            return True
+        pods = w.pod_labels
+        return bool(self.match_labels) and all(pods.get(k) == v for k, v in self.match_labels.items())
+
+    @property
+    def judged(self) -> bool:
+        return self.limits_known and self.match_labels is not None
 
 
 @dataclass(frozen=True)
@@ -270,7 +291,7 @@ class Inventory:
                 g.spec.anti_affinity if g.spec is not None else None,
             )
             for g in self.guests
-            if g.node is not None and g.memory_mib is not None and g.cores is not None
+            if g.started and g.node is not None and g.memory_mib is not None and g.cores is not None
         ]
 
     def pool_sizes(self, cluster: Cluster) -> list[PoolSize]:
@@ -333,10 +354,17 @@ def _container(r: Declared) -> tuple[str, int | None, int | None, tuple[tuple[st
     )
 
 
-def _k8s_name(r: Declared) -> tuple[str, str]:
+def _k8s_name(r: Declared) -> tuple[str, str | None]:
+    """Name and namespace (Kubernetes' `default` when left out, None when not known yet)."""
     name = as_str(get(r.props, "metadata", "name")) or r.name
-    namespace = as_str(get(r.props, "metadata", "namespace")) or "default"
-    return name, namespace
+    namespace = get(r.props, "metadata", "namespace")
+    if namespace is UNKNOWN:
+        return name, None
+    return name, as_str(namespace) or "default"
+
+
+def _where(namespace: str | None, name: str) -> str:
+    return f"{namespace or '(namespace known after up)'}/{name}"
 
 
 def _int_or_percent(value: Any) -> int | str | None:
@@ -365,7 +393,6 @@ def inventory(resources: Iterable[Declared], cluster: Cluster | None) -> Invento
             guests.append(
                 GuestDecl(
                     urn=r.urn,
-                    resource=r.name,
                     kind="vm" if typ == VM else "lxc",
                     name=spec.name if spec is not None else name,
                     vm_id=vm_id,
@@ -374,6 +401,7 @@ def inventory(resources: Iterable[Declared], cluster: Cluster | None) -> Invento
                     memory_mib=memory,
                     volumes=volumes,
                     spec=spec,
+                    started=get(p, "started") is not False,
                 )
             )
         elif typ == HA_RESOURCE:
@@ -392,8 +420,8 @@ def inventory(resources: Iterable[Declared], cluster: Cluster | None) -> Invento
             )
         elif typ in (DEPLOYMENT, STATEFUL_SET):
             name, namespace = _k8s_name(r)
-            pod_labels = labels(get(p, "spec", "template", "metadata", "labels"))
-            marked = labels(get(p, "metadata", "labels")).get(HA_LABEL) or pod_labels.get(HA_LABEL)
+            pod_labels = known_labels(get(p, "spec", "template", "metadata", "labels"))
+            marked = labels(get(p, "metadata", "labels")).get(HA_LABEL) or (pod_labels or {}).get(HA_LABEL)
             replicas = get(p, "spec", "replicas")
             workloads.append(
                 WorkloadDecl(
@@ -408,14 +436,16 @@ def inventory(resources: Iterable[Declared], cluster: Cluster | None) -> Invento
             )
         elif typ == PDB:
             name, namespace = _k8s_name(r)
+            min_available, max_unavailable = get(p, "spec", "minAvailable"), get(p, "spec", "maxUnavailable")
             pdbs.append(
                 PdbDecl(
                     urn=r.urn,
                     name=name,
                     namespace=namespace,
-                    match_labels=labels(get(p, "spec", "selector", "matchLabels")),
-                    min_available=_int_or_percent(get(p, "spec", "minAvailable")),
-                    max_unavailable=_int_or_percent(get(p, "spec", "maxUnavailable")),
+                    match_labels=known_labels(get(p, "spec", "selector", "matchLabels")),
+                    min_available=_int_or_percent(min_available),
+                    max_unavailable=_int_or_percent(max_unavailable),
+                    limits_known=UNKNOWN not in (min_available, max_unavailable),
                 )
             )
     return Inventory(guests, ha_ids, pools, workloads, pdbs)
@@ -445,7 +475,7 @@ def check_power_budget(cluster: Cluster, inv: Inventory) -> list[Finding]:
     ]
     on_node: dict[str, list[GuestDecl]] = {n: [] for n in known}
     for g in inv.guests:
-        if g.node in on_node and g.cores is not None:
+        if g.started and g.node in on_node and g.cores is not None:
             on_node[g.node].append(g)
     draws = [node_draw(n, [_Busy(g.cores or 0, g.load) for g in on_node[n.name]]) for n in cluster.nodes]
     draw = ClusterDraw(draws, cluster.power.budget_watts, cluster.power.price_per_kwh)
@@ -547,7 +577,7 @@ def _ha_workloads(cluster: Cluster, inv: Inventory) -> list[Finding]:
     for w in inv.workloads:
         if not w.ha or w.replicas is None:
             continue
-        label = f'{w.kind} {w.namespace}/{w.name} (labelled {HA_LABEL}: "true")'
+        label = f'{w.kind} {_where(w.namespace, w.name)} (labelled {HA_LABEL}: "true")'
         if w.replicas < 2:
             findings.append(
                 (f"{label} runs {w.replicas} replica: a node loss or drain takes it down; run at least 2", w.urn)
@@ -566,28 +596,24 @@ def _ha_workloads(cluster: Cluster, inv: Inventory) -> list[Finding]:
 
 def _disruption_budget(w: WorkloadDecl, pdbs: list[PdbDecl]) -> list[Finding]:
     replicas = w.replicas or 0
-    budgets = [
-        pdb
-        for pdb in pdbs
-        if pdb.namespace == w.namespace
-        and pdb.match_labels
-        and all(w.pod_labels.get(k) == v for k, v in pdb.match_labels.items())
-    ]
+    budgets = [pdb for pdb in pdbs if pdb.may_select(w)]
     if not budgets:
         return [
             (
-                f"{w.kind} {w.namespace}/{w.name} is HA but no PodDisruptionBudget selects its pods: a node drain "
-                "may evict every replica at once; add one with maxUnavailable: 1",
+                f"{w.kind} {_where(w.namespace, w.name)} is HA but no PodDisruptionBudget selects its pods: "
+                "a node drain may evict every replica at once; add one with maxUnavailable: 1",
                 w.urn,
             )
         ]
     findings: list[Finding] = []
     for pdb in budgets:
+        if not pdb.judged:
+            continue  # a budget only `pulumi up` can read: it may well select these pods
         if pdb.min_available is None and pdb.max_unavailable is None:
             findings.append(
                 (
-                    f"PodDisruptionBudget {pdb.namespace}/{pdb.name} sets neither minAvailable nor maxUnavailable, "
-                    f"so it does not protect {w.name}; set maxUnavailable: 1",
+                    f"PodDisruptionBudget {_where(pdb.namespace, pdb.name)} sets neither minAvailable nor "
+                    f"maxUnavailable, so it does not protect {w.name}; set maxUnavailable: 1",
                     pdb.urn,
                 )
             )
@@ -596,8 +622,8 @@ def _disruption_budget(w: WorkloadDecl, pdbs: list[PdbDecl]) -> list[Finding]:
         if allowed is not None and allowed < 1:
             findings.append(
                 (
-                    f"PodDisruptionBudget {pdb.namespace}/{pdb.name} lets no pod of {w.name} ({replicas} replicas) "
-                    "be evicted: draining a k3s node for an upgrade would hang; use maxUnavailable: 1",
+                    f"PodDisruptionBudget {_where(pdb.namespace, pdb.name)} lets no pod of {w.name} ({replicas} "
+                    "replicas) be evicted: draining a k3s node for an upgrade would hang; use maxUnavailable: 1",
                     pdb.urn,
                 )
             )
@@ -626,8 +652,9 @@ def check_ha_shared_storage(cluster: Cluster, inv: Inventory) -> list[Finding]:
 
 def check_survives_any_node(cluster: Cluster, inv: Inventory) -> list[Finding]:
     urn_of = {g.name: g.urn for g in inv.guests}
-    findings: list[Finding] = [(message, None) for message in overcommitted(cluster, inv.running())]
-    for failure in simulate(cluster, inv.running(), inv.pool_sizes(cluster)):
+    running = inv.running()
+    findings: list[Finding] = [(message, None) for message in overcommitted(cluster, running)]
+    for failure in simulate(cluster, running, inv.pool_sizes(cluster)):
         for shortfall, message in zip(failure.shortfalls, failure.shortfall_problems(), strict=True):
             findings.append((message, urn_of.get(shortfall.guest)))
         findings += [(message, None) for message in failure.cluster_problems()]
@@ -692,13 +719,13 @@ def check_protect_stateful(r: Declared) -> list[str]:
     if r.resource_type == PVC:
         name, namespace = _k8s_name(r)
         return [
-            f"PersistentVolumeClaim {namespace}/{name} is not protected: deleting or replacing it deletes its "
+            f"PersistentVolumeClaim {_where(namespace, name)} is not protected: deleting or replacing it deletes its "
             "volume's data; set protect=True in its resource options"
         ]
     if r.resource_type == STATEFUL_SET and items(get(r.props, "spec", "volumeClaimTemplates")):
         name, namespace = _k8s_name(r)
         return [
-            f"StatefulSet {namespace}/{name} has volumeClaimTemplates but is not protected: replacing it "
+            f"StatefulSet {_where(namespace, name)} has volumeClaimTemplates but is not protected: replacing it "
             "(e.g. a changed selector) recreates its pods and can orphan or delete their volumes; set protect=True"
         ]
     return []

@@ -41,7 +41,7 @@ def test_vm_inputs_are_power_friendly_and_on_ceph() -> None:
     assert vm["migrate"] is True and vm["onBoot"] is True
 
 
-def test_vms_are_full_clones_of_the_template_one_at_a_time() -> None:
+def test_vms_are_full_clones_of_the_template_with_retries() -> None:
     run = program("home")
     template = run.named("debian-13-template")
     assert template.inputs["template"] is True
@@ -51,9 +51,8 @@ def test_vms_are_full_clones_of_the_template_one_at_a_time() -> None:
         assert vm.inputs["clone"]["vmId"] == template.inputs["vmId"]
         assert vm.inputs["clone"]["full"] is True
         assert template.urn in vm.dependencies
-    # Each clone after the first waits for the previous one (Proxmox locks the template).
-    second = run.named("k3s-server-2")
-    assert any(d.endswith("::k3s-server-1") for d in second.dependencies)
+        # Proxmox may find the template locked by a simultaneous clone: the provider retries.
+        assert vm.inputs["clone"]["retries"] == 5
 
 
 def test_vm_user_data_snippet_is_referenced() -> None:

@@ -83,6 +83,21 @@ def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
         process.wait(timeout=10)
 
 
+def test_the_pack_needs_only_its_own_requirements() -> None:
+    """Started from its own folder, the rules find `spec` and `plan` and import no provider SDK
+    (policies/requirements.txt has none) and no component."""
+    code = (
+        "import sys, rules; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'pulumi_proxmoxve', 'pulumi_kubernetes', 'pulumi_command', 'components'}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT / "policies", env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_analyzer_info_lists_the_policies(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
     assert info.name == rules.PACK_NAME

@@ -1,0 +1,94 @@
+"""`make bench`: how long the offline preview takes, and how it grows with the cluster.
+
+In one run on one machine: the floor (a process importing the Pulumi SDK and the three provider
+SDKs and running an empty program under mocks), the home stack's preview (program + policies +
+reports), then generated stacks of 3, 10, 30 and 100 nodes. Each is a fresh process, run
+several times; the median wall time counts. Results go to benchmarks/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.stacks import write_stack
+from offline.harness import ROOT
+
+SIZES = (3, 10, 30, 100)
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def measure(args: list[str], repeats: int) -> dict[str, Any]:
+    times, last = [], {}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.run_once", *args], cwd=ROOT, check=True, capture_output=True, text=True
+        )
+        times.append(time.perf_counter() - start)
+        last = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times], **last}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        floor = measure(["--floor"], args.repeats)
+        rows.append({"case": "floor", "nodes": 0, **floor})
+        print(f"floor: {floor['median_s']:.2f} s, {floor['peak_mib']} MiB", flush=True)
+        cases: list[tuple[str, int, Path]] = [("home", 3, ROOT)]
+        cases += [(write_stack(work, n), n, work) for n in SIZES]
+        for stack, nodes, directory in cases:
+            result = measure(
+                ["--stack", stack, "--stack-dir", str(directory), "--out", str(work / "out")], args.repeats
+            )
+            result["ratio_to_floor"] = round(result["median_s"] / floor["median_s"], 2)
+            above_floor = max(result["median_s"] - floor["median_s"], 0.0)
+            result["ms_per_resource"] = round(1000 * result["median_s"] / result["resources"], 3)
+            result["ms_per_resource_above_floor"] = round(1000 * above_floor / result["resources"], 3)
+            rows.append({"case": stack, "nodes": nodes, **result})
+            print(
+                f"{stack:>7}: {result['resources']:5d} resources, {result['median_s']:6.2f} s "
+                f"({result['ratio_to_floor']:.2f}x floor), {result['ms_per_resource']:.2f} ms/resource, "
+                f"{result['peak_mib']} MiB peak",
+                flush=True,
+            )
+    by_case = {r["case"]: r for r in rows}
+    targets = {
+        "home_within_1_5x_floor": by_case["home"]["ratio_to_floor"] <= 1.5,
+        "per_resource_100_vs_10_within_1_5x": by_case["gen100"]["ms_per_resource"]
+        <= 1.5 * by_case["gen10"]["ms_per_resource"],
+        "peak_memory_100_nodes_under_1_gib": by_case["gen100"]["peak_mib"] < 1024,
+    }
+    for name, ok in targets.items():
+        print(f"target {name}: {'met' if ok else 'NOT met'}")
+    RESULTS.write_text(json.dumps({"machine": machine(), "results": rows, "targets": targets}, indent=2) + "\n")
+    print(f"results: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The Kubernetes layer as the engine would see it: every object valid for the pinned k3s version,
+on the k3s provider, and each workload built to survive the loss of a Proxmox host."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from components.k3s import PROXMOX_NODE_LABEL
+from components.workloads import (
+    CSI_CHART,
+    CSI_DRIVER,
+    CSI_REPOSITORY,
+    HA_LABEL,
+    KUBE_VIP_LB_ANNOTATION,
+    STORAGE_CLASS,
+)
+from offline.harness import UNKNOWN, ProgramRun, Resource
+from spec.models import Cluster, K3s, Workload
+from tests.support import STACKS, program, stack_cluster
+
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# Values only known after `pulumi up` (the Ceph fsid and client key) are the engine's unknown
+# sentinel in a preview. The schema types them as strings, but the sentinel is no value a real
+# object would carry: stand-ins of the right shape go in their place before validation.
+PLAUSIBLE: dict[str, Any] = {
+    "clusterID": "5f3c2a9e-8d1b-4c6e-9a7f-2b4d6e8f0a1c",
+    # The CSI Secret's whole stringData is unknown: it holds the client key.
+    "stringData": {"userID": "kubernetes", "userKey": "AQBvZ2xlAAAAABAAxJ0c2VjcmV0LWtleS1vZmZsaW5lLXByZXZpZXc="},
+}
+FALLBACK = "unknown-at-preview"
+
+
+def k8s_objects(run: ProgramRun) -> list[Resource]:
+    """Every Kubernetes object the program declares (Helm releases are charts, not objects)."""
+    return [r for r in run.resources if r.type.startswith("kubernetes:") and r.type != HELM_RELEASE]
+
+
+def plausible(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: plausible(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plausible(v, key) for v in value]
+    if value == UNKNOWN:
+        return PLAUSIBLE.get(key, FALLBACK)
+    return value
+
+
+def manifest(resource: Resource) -> dict[str, Any]:
+    """The object as the provider sends it: `kubernetes:apps/v1:Deployment` -> apps/v1, Deployment
+    (the core group has no name: `kubernetes:core/v1:Service` -> v1)."""
+    _, group_version, kind = resource.type.split(":")
+    api_version = group_version.removeprefix("core/")
+    doc = plausible(copy.deepcopy(resource.inputs))
+    assert doc.get("apiVersion", api_version) == api_version
+    assert doc.get("kind", kind) == kind
+    return {**doc, "apiVersion": api_version, "kind": kind}
+
+
+def kube_version(spec: K3s) -> str:
+    """`v1.33.5+k3s1` -> `1.33`."""
+    return ".".join(spec.version.removeprefix("v").split(".")[:2])
+
+
+def spec_of(cluster: Cluster) -> K3s:
+    assert cluster.k3s is not None
+    return cluster.k3s
+
+
+def owner(run: ProgramRun, w: Workload) -> Resource:
+    """The workload's Deployment or StatefulSet."""
+    kind = "StatefulSet" if w.volumes else "Deployment"
+    return next(
+        r
+        for r in run.of_type(f"kubernetes:apps/v1:{kind}")
+        if r.inputs["metadata"]["name"] == w.name and r.inputs["metadata"]["namespace"] == w.namespace
+    )
+
+
+def of_kind(run: ProgramRun, typ: str, w: Workload) -> list[Resource]:
+    return [
+        r
+        for r in run.of_type(typ)
+        if r.inputs["metadata"].get("namespace") == w.namespace
+        and r.inputs["metadata"]["name"] in (w.name, f"{w.name}-internal")
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_manifest_passes_kubernetes_validate_strict(stack: str) -> None:
+    run, spec = program(stack), spec_of(stack_cluster(stack))
+    objects = k8s_objects(run)
+    assert len(objects) >= 10
+    for resource in objects:
+        try:
+            kubernetes_validate.validate(manifest(resource), kube_version(spec), strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{resource.type} {resource.name}: {err.message} at {list(err.path)}")
+
+
+def test_validation_catches_a_bad_manifest() -> None:
+    run = program("home")
+    deployment = manifest(next(r for r in run.of_type("kubernetes:apps/v1:Deployment")))
+    deployment["spec"]["replicas"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.33", strict=True)
+    deployment["spec"]["replicas"] = 3
+    deployment["spec"]["replica"] = 3  # strict: an unknown field is an error
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.33", strict=True)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_kubernetes_resource_uses_the_k3s_provider(stack: str) -> None:
+    run = program(stack)
+    providers = run.of_type(K8S_PROVIDER)
+    assert len(providers) == 1
+    ref = f"{providers[0].urn}::"
+    for resource in run.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(ref), f"{resource.type} {resource.name} uses {resource.provider!r}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_workload_has_a_disruption_budget_and_spreads_over_proxmox_hosts(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    for w in cluster.workloads:
+        obj = owner(run, w)
+        selector = obj.inputs["spec"]["selector"]["matchLabels"]
+        pdbs = of_kind(run, "kubernetes:policy/v1:PodDisruptionBudget", w)
+        assert len(pdbs) == 1, w.name
+        pdb = pdbs[0].inputs["spec"]
+        # maxUnavailable 1: HA apps keep a replica up; a single-replica app can still be drained.
+        assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+        assert pdb["selector"]["matchLabels"] == selector
+        constraints = {c["topologyKey"]: c for c in obj.inputs["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+        assert set(constraints) == {PROXMOX_NODE_LABEL, "kubernetes.io/hostname"}
+        hosts = constraints[PROXMOX_NODE_LABEL]
+        assert hosts["whenUnsatisfiable"] == ("DoNotSchedule" if w.ha else "ScheduleAnyway")
+        assert hosts["maxSkew"] == 1
+        # A dead host's tainted nodes must not count as empty domains that block rescheduling.
+        assert hosts["nodeTaintsPolicy"] == "Honor"
+        assert constraints["kubernetes.io/hostname"]["whenUnsatisfiable"] == "ScheduleAnyway"
+        for c in constraints.values():
+            assert c["labelSelector"]["matchLabels"] == selector
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workloads_carry_replicas_resources_and_the_ha_label(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    for w in cluster.workloads:
+        obj = owner(run, w)
+        assert obj.inputs["metadata"]["labels"][HA_LABEL] == ("true" if w.ha else "false")
+        assert obj.inputs["spec"]["replicas"] == w.replicas
+        if w.ha:
+            assert w.replicas >= 2
+        [container] = obj.inputs["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == w.image
+        resources = container["resources"]
+        assert resources["requests"] == {"cpu": f"{w.cpu_millicores}m", "memory": f"{w.memory_mib}Mi"}
+        assert resources["limits"] == {"memory": f"{w.memory_mib}Mi"}
+        assert {e["name"]: e["value"] for e in container.get("env", [])} == w.env
+        assert [(p["name"], p["containerPort"], p["protocol"]) for p in container.get("ports", [])] == [
+            (p.name, p.port, p.protocol) for p in w.ports
+        ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workloads_with_volumes_are_protected_statefulsets_on_the_default_class(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    for w in cluster.workloads:
+        obj = owner(run, w)
+        if not w.volumes:
+            assert obj.type == "kubernetes:apps/v1:Deployment"
+            continue
+        assert obj.type == "kubernetes:apps/v1:StatefulSet"
+        assert obj.protect
+        spec = obj.inputs["spec"]
+        claims = {c["metadata"]["name"]: c["spec"] for c in spec["volumeClaimTemplates"]}
+        assert set(claims) == {v.name for v in w.volumes}
+        for v in w.volumes:
+            assert claims[v.name]["storageClassName"] == STORAGE_CLASS
+            assert claims[v.name]["accessModes"] == ["ReadWriteOnce"]
+            assert claims[v.name]["resources"]["requests"]["storage"] == f"{v.size_gib}Gi"
+        mounts = spec["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert {(m["name"], m["mountPath"]) for m in mounts} == {(v.name, v.mount_path) for v in w.volumes}
+        assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_exposed_ports_get_a_load_balancer_address_the_others_stay_in_cluster(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    for w in cluster.workloads:
+        services = {r.inputs["metadata"]["name"]: r.inputs for r in of_kind(run, "kubernetes:core/v1:Service", w)}
+        main = services[w.name]
+        exposed = [p for p in w.ports if p.expose]
+        internal = [p for p in w.ports if not p.expose]
+        if exposed:
+            assert main["spec"]["type"] == "LoadBalancer"
+            assert [p["name"] for p in main["spec"]["ports"]] == [p.name for p in exposed]
+            annotations = main["metadata"].get("annotations", {})
+            if w.load_balancer_ip is not None:
+                assert annotations[KUBE_VIP_LB_ANNOTATION] == str(w.load_balancer_ip)
+            else:
+                assert KUBE_VIP_LB_ANNOTATION not in annotations
+        else:
+            assert main["spec"]["type"] == "ClusterIP"
+        if exposed and internal:
+            assert [p["name"] for p in services[f"{w.name}-internal"]["spec"]["ports"]] == [p.name for p in internal]
+            assert services[f"{w.name}-internal"]["spec"]["type"] == "ClusterIP"
+        else:
+            assert f"{w.name}-internal" not in services
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_namespace_is_declared_once(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    names = [r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Namespace")]
+    assert len(names) == len(set(names))
+    assert {w.namespace for w in cluster.workloads} <= set(names)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_ceph_csi_uses_the_restricted_client_and_the_kubernetes_pool(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    spec = spec_of(cluster)
+    [release] = run.of_type(HELM_RELEASE)
+    assert release.inputs["chart"] == CSI_CHART
+    assert release.inputs["version"] == spec.ceph_csi_chart_version
+    assert release.inputs["repositoryOpts"]["repo"] == CSI_REPOSITORY
+    [csi_config] = release.inputs["values"]["csiConfig"]
+    assert csi_config["monitors"] == [f"{cluster.node(m).storage_address}:6789" for m in cluster.ceph.monitors]
+    assert release.inputs["values"]["secret"] == {"create": False}
+    [secret] = run.of_type("kubernetes:core/v1:Secret")
+    # userID and userKey come from the Ceph layer's outputs: unknown in a preview, and secret.
+    assert "stringData" in secret.secret_paths
+    [storage_class] = run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+    sc = storage_class.inputs
+    assert sc["metadata"]["name"] == STORAGE_CLASS
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert sc["provisioner"] == CSI_DRIVER
+    assert sc["reclaimPolicy"] == "Retain"
+    assert sc["allowVolumeExpansion"] is True
+    assert sc["parameters"]["pool"] == cluster.ceph.kubernetes_pool.name
+    assert sc["parameters"]["imageFeatures"] == "layering"
+    for step in ("provisioner", "controller-expand", "node-stage"):
+        assert sc["parameters"][f"csi.storage.k8s.io/{step}-secret-name"] == secret.inputs["metadata"]["name"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_load_balancer_addresses_come_from_the_spec_pool(stack: str) -> None:
+    run, spec = program(stack), spec_of(stack_cluster(stack))
+    [config] = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.inputs["metadata"]["name"] == "kubevip"]
+    assert config.inputs["metadata"]["namespace"] == "kube-system"
+    pool = spec.load_balancer_pool
+    assert config.inputs["data"] == {"range-global": f"{pool.start}-{pool.end}"}
+    [provider] = [r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.name == "kube-vip-cloud-provider"]
+    assert provider.inputs["metadata"]["namespace"] == "kube-system"
