@@ -29,7 +29,7 @@ lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict -c .yamllint.yaml .
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy __main__.py components spec plan offline policies tests
+	$(BIN)/mypy __main__.py components spec plan offline policies tests benchmarks
 
 unit: $(BIN)/.installed tools
 	$(BIN)/pytest
