@@ -26,7 +26,7 @@ members = ProxmoxCluster(cluster, access)
 # 2. Every node: low-power tuning, bonded LAN uplink, VLAN-aware guest bridge, storage network.
 for n in cluster.nodes:
     NodePowerTuning(n, access)
-after_join = pulumi.ResourceOptions(provider=access.proxmox, depends_on=members.members)
+after_join = pulumi.ResourceOptions(provider=access.proxmox, depends_on=[members.ready])
 networks = {n.name: NodeNetwork(cluster, n, opts=after_join) for n in cluster.nodes}
 storage_network: list[pulumi.Resource] = [net for net in networks.values()]
 if cluster.networks.storage.mode == "mesh":
@@ -37,7 +37,7 @@ link1 = CorosyncStorageLink(cluster, access, members, storage_network)
 
 # 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
 #    disks (a Proxmox storage) and for Kubernetes volumes.
-storage = CephStorage(cluster, access, depends_on=[link1, *storage_network])
+storage = CephStorage(cluster, access, depends_on=[link1])
 
 # 5. Guests on the shared RBD storage, each on the node placement picks, HA where the spec asks.
 on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.ready)

@@ -40,14 +40,18 @@ class ProxmoxCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
             )
             self.members.append(previous)
+        # Joins form a chain, so its last link stands for all of them: depending on it alone
+        # keeps the dependency graph linear in the number of nodes.
+        self.ready: pulumi.Resource = previous
         self.quorum_device: pulumi.Resource | None = None
         if cluster.quorum_device is not None:
             self.quorum_device = remote.run(
                 f"{cluster.name}-qdevice",
                 access.connection(str(first.address)),
                 remote.script("qdevice", qnetd_address=str(cluster.quorum_device.address)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=self.members),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
             )
+            self.ready = self.quorum_device
         self.register_outputs({"nodes": [n.name for n in cluster.nodes]})
 
 
@@ -69,6 +73,6 @@ class CorosyncStorageLink(pulumi.ComponentResource):
             f"{cluster.name}-corosync-link1",
             access.connection(str(first.address)),
             remote.script("corosync-link1", ring1=self.ring1),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*members.members, *storage_network]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[members.ready, *storage_network]),
         )
         self.register_outputs({"ring1": self.ring1})

@@ -7,8 +7,9 @@ A cluster's graph is deep by nature (nodes join one at a time, Ceph before guest
 before apps), so previews grew quadratically with the number of nodes (benchmarks/).
 
 The walk looks for the resource being registered. A resource that nothing depends on yet
-cannot be reached by any walk, so the answer is known at once; the SDK's own walk still runs
-whenever a resource already has dependents, so cycles are refused exactly as before.
+cannot be reached by any walk, so the answer is known at once. Otherwise the same walk runs as
+a plain loop over a stack (the same answer, without a generator frame per level of depth), so
+cycles are refused exactly as before.
 """
 
 from __future__ import annotations
@@ -24,16 +25,27 @@ def install() -> None:
     if getattr(breaker, "_homelab_patched", False):
         return
     original_add_dep = breaker._add_dep
-    original_reachable = breaker._reachable
+    deps = breaker._deps
 
     def add_dep(from_resource: Any, to_resource: Any) -> None:
         setattr(to_resource, _HAS_DEPENDENTS, True)
         original_add_dep(from_resource, to_resource)
 
     def reachable(from_resource: Any, to_resource: Any) -> bool:
-        if from_resource is not to_resource and not getattr(to_resource, _HAS_DEPENDENTS, False):
+        if from_resource is to_resource:
+            return True
+        if not getattr(to_resource, _HAS_DEPENDENTS, False):
             return False
-        return bool(original_reachable(from_resource, to_resource))
+        visited = {id(from_resource)}
+        stack = [from_resource]
+        while stack:
+            for dep in deps(stack.pop()):
+                if dep is to_resource:
+                    return True
+                if id(dep) not in visited:
+                    visited.add(id(dep))
+                    stack.append(dep)
+        return False
 
     breaker._add_dep = add_dep
     breaker._reachable = reachable
