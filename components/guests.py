@@ -151,6 +151,23 @@ class Guests(pulumi.ComponentResource):
             }
         return self.snippets[name][self.placement[guest.name]]
 
+    def _ceph_nic(self, guest: Guest) -> list[proxmoxve.VmLegacyNetworkDeviceArgs]:
+        """A second NIC, tagged into the Ceph public VLAN, for a guest that is a Ceph client."""
+        vlan = self.cluster.networks.ceph.public_vlan
+        if guest.ceph_address is None or vlan is None:
+            return []
+        return [proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio", vlan_id=vlan)]
+
+    def _ceph_ip(self, guest: Guest) -> list[proxmoxve.VmLegacyInitializationIpConfigArgs]:
+        if guest.ceph_address is None:
+            return []
+        prefix = self.cluster.networks.ceph.public.prefixlen
+        return [
+            proxmoxve.VmLegacyInitializationIpConfigArgs(
+                ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(address=f"{guest.ceph_address}/{prefix}")
+            )
+        ]
+
     def _vm(self, guest: Guest, templates: GuestTemplates) -> proxmoxve.VmLegacy:
         assert guest.image is not None  # the spec requires an image for a VM
         template = templates.templates[guest.image]
@@ -211,7 +228,10 @@ class Guests(pulumi.ComponentResource):
                     ),
                     *extra_disks,
                 ],
-                network_devices=[proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio")],
+                network_devices=[
+                    proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio"),
+                    *self._ceph_nic(guest),
+                ],
                 serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
                 vga=proxmoxve.VmLegacyVgaArgs(type="serial0"),
                 operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
@@ -221,7 +241,8 @@ class Guests(pulumi.ComponentResource):
                     ip_configs=[
                         proxmoxve.VmLegacyInitializationIpConfigArgs(
                             ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(address=address, gateway=gateway)
-                        )
+                        ),
+                        *self._ceph_ip(guest),
                     ],
                     dns=proxmoxve.VmLegacyInitializationDnsArgs(
                         domain=self.cluster.domain, servers=[str(a) for a in lan.dns] or None

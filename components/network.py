@@ -2,9 +2,9 @@
 
 A node reaches the LAN through `bond0` over two NICs and the VLAN-aware bridge `vmbr0` that
 holds its management address, so one dead cable, port or NIC changes nothing. The storage
-network (Ceph, corosync link 1) is either a second bond (`bond1`) or a full mesh of direct
-cables routed by a Proxmox SDN OpenFabric fabric: with three nodes, a cut cable is routed
-around through the third node.
+network (Ceph replication, corosync link 1) is either a second bond (`bond1`) or a full mesh of
+direct cables routed by a Proxmox SDN OpenFabric fabric: with three nodes, a cut cable is routed
+around through the third node. The Ceph public network, which guests use, is a VLAN on vmbr0.
 """
 
 from __future__ import annotations
@@ -74,6 +74,24 @@ class NodeNetwork(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*wait, self.lan_bond]),
         )
         self.bridge = LAN_BRIDGE
+        ceph = cluster.networks.ceph
+        self.public_vlan: linux.Vlan | None = None
+        if ceph.public_vlan is not None and node.public_address is not None:
+            # The Ceph public network as a VLAN on the bridge: guests (k3s CSI) reach the
+            # monitors and OSDs through the same bonded uplink, tagged.
+            self.public_vlan = linux.Vlan(
+                f"{node.name}-{LAN_BRIDGE}.{ceph.public_vlan}",
+                linux.VlanArgs(
+                    node_name=node.name,
+                    name=f"{LAN_BRIDGE}.{ceph.public_vlan}",
+                    interface=LAN_BRIDGE,
+                    vlan=ceph.public_vlan,
+                    address=f"{node.public_address}/{ceph.public.prefixlen}",
+                    autostart=True,
+                    comment="Ceph public network: monitors and clients",
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*wait, self.bridge_resource]),
+            )
         self.storage_interfaces = [STORAGE_BOND] if node.storage_bond else [link.nic for link in node.mesh_links]
         self.storage_bond: linux.Bond | None = None
         if node.storage_bond is not None:
@@ -84,7 +102,7 @@ class NodeNetwork(pulumi.ComponentResource):
                     STORAGE_BOND,
                     node.storage_bond,
                     "storage network: Ceph and corosync link 1",
-                    address=f"{node.storage_address}/{cluster.networks.ceph.public.prefixlen}",
+                    address=f"{node.storage_address}/{cluster.networks.ceph.cluster.prefixlen}",
                     mtu=cluster.networks.storage.mtu,
                 ),
                 opts=child,
@@ -108,7 +126,7 @@ class StorageMesh(pulumi.ComponentResource):
             f"{net.storage.fabric}-fabric",
             proxmoxve.sdn.fabric.OpenfabricArgs(
                 resource_id=net.storage.fabric,
-                ip_prefix=str(net.ceph.public),
+                ip_prefix=str(net.ceph.cluster),
                 hello_interval=1,
                 csnp_interval=2,
             ),

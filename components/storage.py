@@ -96,7 +96,7 @@ class CephStorage(pulumi.ComponentResource):
                 remote.run(
                     f"{name}-ceph-mon",
                     on(name),
-                    remote.script("ceph-mon", node=name, mon_address=str(cluster.node(name).storage_address)),
+                    remote.script("ceph-mon", node=name, mon_address=str(cluster.public_address(cluster.node(name)))),
                     opts=child(self.init, *self.monitors[-1:]),
                 )
             )
@@ -168,7 +168,7 @@ class CephStorage(pulumi.ComponentResource):
 
         self.guest_storage = ceph.guest_pool.name
         self.kubernetes_pool = ceph.kubernetes_pool.name
-        self.monitor_addresses = [f"{cluster.node(m).storage_address}:{MON_PORT}" for m in ceph.monitors]
+        self.monitor_addresses = [f"{cluster.public_address(cluster.node(m))}:{MON_PORT}" for m in ceph.monitors]
         self.cluster_id = fsid.stdout.apply(str.strip)
         # ceph-csi's userID: the client name without the `client.` prefix.
         self.client_name = ceph.kubernetes_client

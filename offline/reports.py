@@ -128,9 +128,9 @@ class Reports:
         if c.k3s is not None:
             k3s_role = {s: "k3s server" for s in c.k3s.servers} | {a: "k3s agent" for a in c.k3s.agents}
         lines = ["```mermaid", "flowchart TB", '  lan(["LAN ' + str(c.networks.lan.cidr) + '"])']
-        storage = f"{c.networks.storage.mode} {c.networks.ceph.public}"
+        storage = f"{c.networks.storage.mode} {c.networks.ceph.cluster}, Ceph public {c.networks.ceph.public}"
         if c.networks.storage.mode == "bond":
-            lines.append(f'  stor(["storage switch {c.networks.ceph.public}"])')
+            lines.append(f'  stor(["storage switch {c.networks.ceph.cluster}"])')
         for node in c.nodes:
             n = _id(node.name)
             title = f"{node.name} {node.address}" + (" (maintenance)" if node.maintenance else "")

@@ -51,10 +51,17 @@ class Lan(Model):
 
 
 class CephNetworks(Model):
-    """Ceph's client (public) and replication (cluster) networks; they may be the same one."""
+    """Ceph's client (public) and replication (cluster) networks.
+
+    The cluster network rides the storage path (mesh or storage bond) with corosync link 1.
+    The public network is where clients reach the monitors and OSDs: for guests such as the
+    k3s nodes (Ceph CSI) to reach it, it is a VLAN on the LAN bridge (`public_vlan`), and each
+    node has an address there. With no guest using Ceph directly, both may be one network.
+    """
 
     public: IPv4Network
     cluster: IPv4Network
+    public_vlan: VlanId | None = None
 
     @model_validator(mode="after")
     def _same_or_disjoint(self) -> CephNetworks:
@@ -196,7 +203,8 @@ class PowerTuning(Model):
 class Node(Model):
     name: Name
     address: IPv4Address
-    storage_address: IPv4Address
+    storage_address: IPv4Address  # on the Ceph cluster network (mesh or storage bond)
+    public_address: IPv4Address | None = None  # on the Ceph public VLAN, when it is its own network
     hardware: Hardware
     bond: Bond
     storage_bond: Bond | None = None
@@ -243,6 +251,7 @@ class Guest(Model):
     vm_id: Annotated[int, Field(ge=100, le=999_999_999)]
     node: Name | None = None  # preferred node; placement picks one when absent
     address: IPv4Address | None = None  # static LAN address (cloud-init); k3s nodes need one
+    ceph_address: IPv4Address | None = None  # on the Ceph public VLAN, for a Ceph client (k3s CSI)
     cores: Annotated[int, Field(ge=1)] = 2
     memory_mib: Annotated[int, Field(ge=64)] = 2048
     # Ballooning lets an idle VM hand memory back to the host; 0 turns it off.
@@ -419,6 +428,10 @@ class Cluster(Model):
     def disk_storage(self, disk: Disk) -> str:
         return disk.storage or self.ceph.guest_pool.name
 
+    def public_address(self, node: Node) -> IPv4Address:
+        """Where a node's monitor listens: its public VLAN address, else its storage address."""
+        return node.public_address or node.storage_address
+
     @property
     def osd_hosts(self) -> list[str]:
         return [n.name for n in self.nodes if n.osds]
@@ -434,7 +447,8 @@ def _dupes(values: list[str]) -> list[str]:
 
 def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-field rules reads best
     lan = c.networks.lan.cidr
-    ceph_pub = c.networks.ceph.public
+    ceph = c.networks.ceph
+    split = ceph.public != ceph.cluster
     node_names = [n.name for n in c.nodes]
     known_nodes = set(node_names)
     for d in _dupes(node_names):
@@ -448,7 +462,9 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
         if TEMPLATE_VM_IDS.start <= g.vm_id < TEMPLATE_VM_IDS.stop:
             raise ValueError(f"guests ({g.name}): vm_id {g.vm_id} is reserved for image templates (9000-9099)")
     addresses = [str(n.address) for n in c.nodes] + [str(n.storage_address) for n in c.nodes]
+    addresses += [str(n.public_address) for n in c.nodes if n.public_address is not None]
     addresses += [str(g.address) for g in c.guests if g.address is not None]
+    addresses += [str(g.ceph_address) for g in c.guests if g.ceph_address is not None]
     for d in _dupes(addresses):
         raise ValueError(f"address {d} is used twice (nodes and guests need their own)")
 
@@ -456,10 +472,18 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
         where = f"nodes[{i}] ({n.name})"
         if n.address not in lan:
             raise ValueError(f"{where}.address {n.address} is outside the LAN {lan}")
-        if n.storage_address not in ceph_pub:
+        if n.storage_address not in ceph.cluster:
             raise ValueError(
-                f"{where}.storage_address {n.storage_address} is outside the Ceph public network {ceph_pub}"
+                f"{where}.storage_address {n.storage_address} is outside the Ceph cluster network {ceph.cluster}"
             )
+        if split and n.public_address is None:
+            raise ValueError(f"{where}.public_address is required: the Ceph public network {ceph.public} is its own")
+        if n.public_address is not None and n.public_address not in ceph.public:
+            raise ValueError(
+                f"{where}.public_address {n.public_address} is outside the Ceph public network {ceph.public}"
+            )
+        if not split and n.public_address is not None:
+            raise ValueError(f"{where}.public_address is set but the Ceph public and cluster networks are one")
         if c.networks.storage.mode == "bond" and n.storage_bond is None:
             raise ValueError(f"{where}.storage_bond is required when networks.storage.mode is bond")
         if c.networks.storage.mode == "mesh":
@@ -476,6 +500,12 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
         for a in c.networks.lan.dns:
             if a.is_unspecified:
                 raise ValueError(f"networks.lan.dns: {a} is not a usable address")
+
+    if split and ceph.public_vlan is None:
+        raise ValueError(
+            "networks.ceph.public_vlan is required: a separate Ceph public network reaches the nodes and "
+            "guests as a VLAN on the LAN bridge"
+        )
 
     # Quorum: corosync needs a third vote when there are only two nodes.
     if len(c.nodes) == 2 and c.quorum_device is None:
@@ -514,6 +544,11 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
             raise ValueError(f"{where}.cores {g.cores} is more than any node has ({biggest_cores})")
         if g.address is not None and g.address not in lan:
             raise ValueError(f"{where}.address {g.address} is outside the LAN {lan}")
+        if g.ceph_address is not None and (ceph.public_vlan is None or g.ceph_address not in ceph.public):
+            raise ValueError(
+                f"{where}.ceph_address {g.ceph_address} must be on the Ceph public VLAN "
+                f"(networks.ceph.public {ceph.public} with public_vlan set)"
+            )
         if g.kind == "vm" and g.image not in c.images:
             raise ValueError(f"{where}.image: unknown image {g.image} (known: {sorted(c.images)})")
         for j, disk in enumerate(g.disks):
@@ -537,6 +572,10 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
                     raise ValueError(f"{label}: {name} is an LXC; k3s nodes here are VMs")
                 if c.guest(name).address is None:
                     raise ValueError(f"{label}: {name} has no address; k3s nodes need a static LAN address")
+                if c.guest(name).ceph_address is None:
+                    raise ValueError(
+                        f"{label}: {name} has no ceph_address; k3s nodes reach Ceph (CSI volumes) on the public VLAN"
+                    )
         if k.api_vip not in lan:
             raise ValueError(f"k3s.api_vip {k.api_vip} is outside the LAN {lan}")
         if k.load_balancer_pool.start not in lan or k.load_balancer_pool.end not in lan:

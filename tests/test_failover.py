@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -141,7 +140,13 @@ def test_ceph_writability_follows_min_size() -> None:
 def test_corosync_votes_count_the_quorum_device() -> None:
     data = stack_data("lab")
     fourth = patched(
-        data["nodes"][2], {"name": "lab4", "address": "192.168.100.14", "storage_address": "192.168.110.14"}
+        data["nodes"][2],
+        {
+            "name": "lab4",
+            "address": "192.168.100.14",
+            "storage_address": "192.168.111.14",
+            "public_address": "192.168.110.14",
+        },
     )
     data["nodes"].append(fourth)
     four = validate(data)
@@ -177,7 +182,8 @@ def test_maintenance_node_takes_no_failover_guests() -> None:
     assert failures(cluster, running)["lab1"].moved == {"app": "lab2"}
 
 
-def test_near_linear_in_nodes_times_guests() -> None:
+def test_every_guest_of_a_large_cluster_is_moved_once() -> None:
+    # How long this takes is measured by `make bench`, not asserted here.
     data = stack_data("lab")
     hardware = {**data["nodes"][0]["hardware"], "memory_gib": 256, "cores": 64}
     base = data["nodes"][0]
@@ -197,9 +203,6 @@ def test_near_linear_in_nodes_times_guests() -> None:
         update={"nodes": [stack_cluster("lab").nodes[0].model_validate(n) for n in nodes]}
     )
     running = [Running(f"g{j}", f"n{j % 40}", 1024, 1, load=0.05, ha=True) for j in range(2000)]
-    start = time.perf_counter()
     result = simulate(cluster, running)
-    elapsed = time.perf_counter() - start
     assert len(result) == 40 and all(not f.shortfalls for f in result)
     assert sum(len(f.moved) for f in result) == 2000
-    assert elapsed < 5.0, f"{elapsed:.2f} s for 40 nodes x 2000 guests"

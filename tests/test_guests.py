@@ -36,8 +36,13 @@ def test_vm_inputs_are_power_friendly_and_on_ceph() -> None:
     assert vm["vga"] == {"type": "serial0"}
     assert [d["datastoreId"] for d in vm["disks"]] == ["vm-disks"]
     assert vm["disks"][0]["size"] == 32
-    assert vm["networkDevices"] == [{"bridge": "vmbr0", "model": "virtio"}]
+    # LAN, and the Ceph public VLAN for the CSI driver; both on the bonded bridge.
+    assert vm["networkDevices"] == [
+        {"bridge": "vmbr0", "model": "virtio"},
+        {"bridge": "vmbr0", "model": "virtio", "vlanId": 40},
+    ]
     assert vm["initialization"]["ipConfigs"][0]["ipv4"] == {"address": "10.0.10.31/24", "gateway": "10.0.10.1"}
+    assert vm["initialization"]["ipConfigs"][1]["ipv4"] == {"address": "10.0.40.31/24"}
     assert vm["migrate"] is True and vm["onBoot"] is True
 
 

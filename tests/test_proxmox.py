@@ -60,7 +60,7 @@ def test_lab_storage_network_is_a_second_bond_with_jumbo_frames() -> None:
     for bond in storage:
         assert bond["slaves"] == ["ens20", "ens21"]
         assert bond["mtu"] == 9000
-        assert bond["address"].startswith("192.168.110.")
+        assert bond["address"].startswith("192.168.111.")
 
 
 def test_home_storage_network_is_an_openfabric_mesh() -> None:
@@ -74,6 +74,19 @@ def test_home_storage_network_is_an_openfabric_mesh() -> None:
     applier = run.of_type("proxmoxve:sdn/applier:Applier")
     assert len(applier) == 1 and len(applier[0].dependencies) == 3
     assert not any(r.inputs["name"] == "bond1" for r in run.of_type(BOND))
+
+
+@pytest.mark.parametrize("stack", ["home", "lab"])
+def test_ceph_public_network_is_a_vlan_on_the_bridge(stack: str) -> None:
+    cluster = stack_cluster(stack)
+    ceph = cluster.networks.ceph
+    vlans = {r.inputs["nodeName"]: r.inputs for r in program(stack).of_type("proxmoxve:network/linux/vlan:Vlan")}
+    assert set(vlans) == {n.name for n in cluster.nodes}
+    for node in cluster.nodes:
+        vlan = vlans[node.name]
+        assert vlan["interface"] == "vmbr0" and vlan["vlan"] == ceph.public_vlan
+        assert vlan["name"] == f"vmbr0.{ceph.public_vlan}"
+        assert vlan["address"] == f"{node.public_address}/{ceph.public.prefixlen}"
 
 
 def test_corosync_has_two_links_lan_first_then_storage() -> None:

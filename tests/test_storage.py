@@ -122,7 +122,7 @@ def test_scripts_carry_the_spec(stack: str) -> None:
     for name in cluster.ceph.monitors:
         mon = run.named(f"{name}-ceph-mon")
         assert mon.inputs["connection"]["host"] == str(cluster.node(name).address)
-        assert f"MON_ADDRESS={cluster.node(name).storage_address}\nNODE={name}\n" in mon.inputs["create"]
+        assert f"MON_ADDRESS={cluster.public_address(cluster.node(name))}\nNODE={name}\n" in mon.inputs["create"]
         assert "mon dump" in mon.inputs["create"]
         assert "mgr dump" in script(run, f"{name}-ceph-mgr")
 
@@ -221,7 +221,7 @@ def test_component_outputs() -> None:
     assert got["cluster_id"] == FSID
     assert storage.guest_storage == "vm-disks" == cluster.ceph.guest_pool.name
     assert storage.kubernetes_pool == "k8s-volumes"
-    assert storage.monitor_addresses == ["10.0.50.11:6789", "10.0.50.12:6789", "10.0.50.13:6789"]
+    assert storage.monitor_addresses == ["10.0.40.11:6789", "10.0.40.12:6789", "10.0.40.13:6789"]
     assert storage.client_name == "kubernetes"
     assert storage.ready == [storage.guest_pool_resource, storage.kubernetes_pool_resource]
 
@@ -356,13 +356,13 @@ def test_client_rerun_keeps_the_key_and_fixes_caps_only_when_they_differ(
 
 
 @pytest.mark.parametrize(
-    ("dump", "creates"), [("0: [v2:10.0.50.11:3300/0,v1:10.0.50.11:6789/0] mon.pve1", False), ("", True)]
+    ("dump", "creates"), [("0: [v2:10.0.40.11:3300/0,v1:10.0.40.11:6789/0] mon.pve1", False), ("", True)]
 )
 def test_monitor_is_created_once(tmp_path: Path, dump: str, creates: bool) -> None:
     text = script(program("home"), "pve1-ceph-mon")
     run = run_with_stubs(text, tmp_path, {"ceph": f"echo '{dump}'", "systemctl": "exit 0", "pveceph": "true"})
     assert run.returncode == 0, run.stderr
-    assert run.called("pveceph", "mon", "create", "--mon-address", "10.0.50.11") is creates
+    assert run.called("pveceph", "mon", "create", "--mon-address", "10.0.40.11") is creates
 
 
 @pytest.mark.parametrize(

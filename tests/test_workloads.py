@@ -233,7 +233,7 @@ def test_ceph_csi_uses_the_restricted_client_and_the_kubernetes_pool(stack: str)
     assert release.inputs["version"] == spec.ceph_csi_chart_version
     assert release.inputs["repositoryOpts"]["repo"] == CSI_REPOSITORY
     [csi_config] = release.inputs["values"]["csiConfig"]
-    assert csi_config["monitors"] == [f"{cluster.node(m).storage_address}:6789" for m in cluster.ceph.monitors]
+    assert csi_config["monitors"] == [f"{cluster.public_address(cluster.node(m))}:6789" for m in cluster.ceph.monitors]
     assert release.inputs["values"]["secret"] == {"create": False}
     [secret] = run.of_type("kubernetes:core/v1:Secret")
     # userID and userKey come from the Ceph layer's outputs: unknown in a preview, and secret.
