@@ -27,6 +27,8 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict -c .yamllint.yaml .
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --no-progress .github/workflows
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy __main__.py components spec plan offline policies tests benchmarks
