@@ -37,7 +37,7 @@ link1 = CorosyncStorageLink(cluster, access, members, storage_network)
 
 # 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
 #    disks (a Proxmox storage) and for Kubernetes volumes.
-storage = CephStorage(cluster, access, depends_on=[link1])
+storage = CephStorage(cluster, access, depends_on=link1.ready)
 
 # 5. Guests on the shared RBD storage, each on the node placement picks, HA where the spec asks.
 on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.ready)

@@ -56,7 +56,13 @@ class ProxmoxCluster(pulumi.ComponentResource):
 
 
 class CorosyncStorageLink(pulumi.ComponentResource):
-    """Corosync link 1 over the storage network, once that network is up on every node."""
+    """Corosync link 1 over the storage network, once that network is up on every node.
+
+    Declared only when the spec lists `storage` in `networks.corosync_links`; `ready` is what
+    the next layer waits for either way (the link, or the storage network itself).
+    """
+
+    ready: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -69,10 +75,13 @@ class CorosyncStorageLink(pulumi.ComponentResource):
         super().__init__("homelab:cluster:CorosyncStorageLink", f"{cluster.name}-link1", None, opts)
         first = cluster.nodes[0]
         self.ring1 = " ".join(f"{n.name}={n.storage_address}" for n in cluster.nodes)
-        self.command = remote.run(
-            f"{cluster.name}-corosync-link1",
-            access.connection(str(first.address)),
-            remote.script("corosync-link1", ring1=self.ring1),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[members.ready, *storage_network]),
-        )
+        self.ready = [members.ready, *storage_network]
+        if "storage" in cluster.networks.corosync_links:
+            command = remote.run(
+                f"{cluster.name}-corosync-link1",
+                access.connection(str(first.address)),
+                remote.script("corosync-link1", ring1=self.ring1),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
+            )
+            self.ready = [command]
         self.register_outputs({"ring1": self.ring1})

@@ -149,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster, config = load_spec(args.stack, args.stack_dir)
         run = run_program(args.stack, config)
-    except (SpecError, PlacementError, pulumi.RunError) as exc:
+    except (SpecError, PlacementError) as exc:
         print(f"error: invalid {CLUSTER_KEY} in {path.name}:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    except pulumi.RunError as exc:
+        # The spec passed its checks, so this is the program refusing what it was asked to build.
+        print(f"error: the program stopped on stack {args.stack}:\n{exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
 
     violations = run_policies(run.resources, config)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from plan.placement import usable_memory_mib
@@ -167,16 +168,25 @@ class NodeFailure:
         return "; ".join(parts)
 
 
+def _copies_left(pool: PoolSize, osd_hosts: set[str], failed: str) -> int:
+    """Copies of the placement groups that had one on the failed host: one per host, at most `size`."""
+    copies = min(pool.size, len(osd_hosts))
+    return copies - 1 if failed in osd_hosts else copies
+
+
 def _per_node(draws: Iterable[NodeDraw]) -> str:
     return ", ".join(f"{d.node} {d.watts:.1f} W" for d in draws)
 
 
-def running_from_spec(cluster: Cluster, placement: Mapping[str, str]) -> list[Running]:
-    """The spec's guests where `placement` (guest -> node, e.g. `plan.placement.place`) puts them."""
+def running_from_spec(
+    cluster: Cluster, placement: Mapping[str, str], stopped: AbstractSet[str] = frozenset()
+) -> list[Running]:
+    """The spec's guests where `placement` (guest -> node, e.g. `plan.placement.place`) puts them,
+    less those `stopped` (parked on a drained node: they neither draw power nor fail over)."""
     return [
         Running(g.name, placement[g.name], g.memory_mib, g.cores, g.load, g.ha, g.anti_affinity)
         for g in cluster.guests
-        if g.name in placement
+        if g.name in placement and g.name not in stopped
     ]
 
 
@@ -360,7 +370,7 @@ def simulate(
                 down_not_ha=[g.name for g in on_node[failed.name] if not g.ha],
                 shortfalls=shortfalls,
                 draw=ClusterDraw(draws, cluster.power.budget_watts, cluster.power.price_per_kwh),
-                pools=[PoolAfter(p.name, len(osd_hosts - {failed.name}), p.min_size) for p in pool_sizes],
+                pools=[PoolAfter(p.name, _copies_left(p, osd_hosts, failed.name), p.min_size) for p in pool_sizes],
                 corosync=Quorum(votes - 1, votes),
                 etcd=etcd,
             )

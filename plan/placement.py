@@ -130,4 +130,6 @@ def _why_not(guest: Guest, loads: dict[str, NodeLoad]) -> str:
             f"guests ({guest.name}): anti_affinity group {guest.anti_affinity} already has a guest on every "
             f"available node ({len(loads)})"
         )
+    if all(guest.cores > ld.node.hardware.cores for ld in loads.values()):
+        return f"guests ({guest.name}): {guest.cores} vCPUs, more than any available node has"
     return f"guests ({guest.name}): needs {guest.memory_mib} MiB but the most free memory on any node is {best} MiB"

@@ -572,7 +572,10 @@ def _pool_copies(cluster: Cluster, inv: Inventory) -> list[Finding]:
 
 
 def _ha_workloads(cluster: Cluster, inv: Inventory) -> list[Finding]:
-    hosts = len(cluster.k3s.servers) + len(cluster.k3s.agents) if cluster.k3s is not None else 0
+    # Pods spread across Proxmox hosts (topology key homelab/proxmox-node), so count the hosts
+    # the k3s VMs are declared on, not the VMs.
+    k3s_vms = set(cluster.k3s.servers) | set(cluster.k3s.agents) if cluster.k3s is not None else set()
+    hosts = len({g.node for g in inv.guests if g.name in k3s_vms and g.node is not None})
     findings: list[Finding] = []
     for w in inv.workloads:
         if not w.ha or w.replicas is None:

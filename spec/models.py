@@ -97,7 +97,7 @@ class Networks(Model):
         for label, net in (("ceph.public", self.ceph.public), ("ceph.cluster", self.ceph.cluster)):
             if net.overlaps(self.lan.cidr):
                 raise ValueError(f"{label} {net} overlaps the LAN {self.lan.cidr}")
-        if "lan" not in self.corosync_links:
+        if self.corosync_links[0] != "lan":
             raise ValueError("corosync_links: the cluster forms over the LAN, so `lan` must be link 0")
         if len(set(self.corosync_links)) != len(self.corosync_links):
             raise ValueError(f"corosync_links {self.corosync_links} names a link twice")
@@ -467,6 +467,10 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
     addresses += [str(g.ceph_address) for g in c.guests if g.ceph_address is not None]
     for d in _dupes(addresses):
         raise ValueError(f"address {d} is used twice (nodes and guests need their own)")
+    if str(c.networks.lan.gateway) in addresses:
+        raise ValueError(f"address {c.networks.lan.gateway} is the LAN gateway; a node or guest cannot use it")
+    if c.quorum_device is not None and str(c.quorum_device.address) in addresses:
+        raise ValueError(f"quorum_device.address {c.quorum_device.address} is already used by a node or guest")
 
     for i, n in enumerate(c.nodes):
         where = f"nodes[{i}] ({n.name})"
@@ -542,6 +546,8 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
             raise ValueError(f"{where}.memory_mib {g.memory_mib} is bigger than any node ({biggest_mem} MiB)")
         if g.cores > biggest_cores:
             raise ValueError(f"{where}.cores {g.cores} is more than any node has ({biggest_cores})")
+        if not any(g.memory_mib <= n.hardware.memory_gib * 1024 and g.cores <= n.hardware.cores for n in c.nodes):
+            raise ValueError(f"{where}: no single node has both {g.memory_mib} MiB and {g.cores} cores")
         if g.address is not None and g.address not in lan:
             raise ValueError(f"{where}.address {g.address} is outside the LAN {lan}")
         if g.ceph_address is not None and (ceph.public_vlan is None or g.ceph_address not in ceph.public):
@@ -583,6 +589,9 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
         taken = set(addresses) | {str(lan.network_address), str(c.networks.lan.gateway)}
         if str(k.api_vip) in taken:
             raise ValueError(f"k3s.api_vip {k.api_vip} is already used by a node or the gateway")
+        inside = sorted(a for a in taken if IPv4Address(a) in k.load_balancer_pool)
+        if inside:
+            raise ValueError(f"k3s.load_balancer_pool covers {', '.join(inside)}, already used by a node or guest")
     if c.workloads and c.k3s is None:
         raise ValueError("workloads: there are workloads but no k3s cluster to run them")
     for d in _dupes([f"{w.namespace}/{w.name}" for w in c.workloads]):

@@ -74,7 +74,9 @@ def run_with_stubs(script: str, workdir: Path, stubs: dict[str, str]) -> ScriptR
     for name, body in stubs.items():
         stub = bin_dir / name
         stub.write_text(
-            f'#!/usr/bin/env bash\n{{ printf "%s" {name}; printf "\\t%s" "$@"; printf "\\n"; }} >> "$CALLS"\n{body}\n'
+            # One write per call: stubs in a pipeline run at once, and separate writes interleave.
+            f'#!/usr/bin/env bash\nstub_call="$(printf "%s" {name}; printf "\\t%s" "$@")"\n'
+            f'printf "%s\\n" "$stub_call" >> "$CALLS"\n{body}\n'
         )
         stub.chmod(0o755)
     path = workdir / "script.sh"

@@ -7,7 +7,7 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from offline.harness import ROOT, ProgramRun, config_for, run_program
 from plan.placement import place
@@ -19,7 +19,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def stack_data(stack: str) -> dict[str, Any]:
     """The raw `homelab:cluster` value of a shipped stack file (a fresh copy)."""
-    return copy.deepcopy(read_stack_config(ROOT / f"Pulumi.{stack}.yaml")[CLUSTER_KEY])
+    # A JSON round trip, not deepcopy: the stack files share hardware through YAML anchors, and
+    # deepcopy would keep that sharing, so editing one node's hardware would edit them all.
+    return cast(dict[str, Any], json.loads(json.dumps(read_stack_config(ROOT / f"Pulumi.{stack}.yaml")[CLUSTER_KEY])))
 
 
 def stack_cluster(stack: str) -> Cluster:
