@@ -29,27 +29,39 @@ class ProxmoxCluster(pulumi.ComponentResource):
             remote.script("cluster-create", cluster=cluster.name, link0=str(first.address)),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.members: list[pulumi.Resource] = [self.created]
         previous: pulumi.Resource = self.created
         for node in others:
             # Joins run one at a time: pvecm add takes a cluster-wide lock.
             previous = remote.run(
                 f"{node.name}-cluster-join",
                 access.connection(str(node.address)),
-                remote.script("cluster-join", first_node=str(first.address), link0=str(node.address)),
+                remote.script(
+                    "cluster-join",
+                    first_node=str(first.address),
+                    link0=str(node.address),
+                    storage_link=str(node.storage_address) if "storage" in cluster.networks.corosync_links else "",
+                ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
             )
-            self.members.append(previous)
         # Joins form a chain, so its last link stands for all of them: depending on it alone
         # keeps the dependency graph linear in the number of nodes.
         self.ready: pulumi.Resource = previous
         self.quorum_device: pulumi.Resource | None = None
         if cluster.quorum_device is not None:
+            packages = [
+                remote.run(
+                    f"{node.name}-qdevice-package",
+                    access.connection(str(node.address)),
+                    remote.script("qdevice-package"),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
+                )
+                for node in cluster.nodes
+            ]
             self.quorum_device = remote.run(
                 f"{cluster.name}-qdevice",
                 access.connection(str(first.address)),
                 remote.script("qdevice", qnetd_address=str(cluster.quorum_device.address)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=packages),
             )
             self.ready = self.quorum_device
         self.register_outputs({"nodes": [n.name for n in cluster.nodes]})

@@ -14,9 +14,10 @@ from collections.abc import Mapping, Set
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
+from components import remote
 from components.cloudinit import snippet_name, user_data
 from components.network import LAN_BRIDGE
-from components.stack import waits_for
+from components.stack import Access, waits_for
 from spec.models import TEMPLATE_VM_IDS, Cluster, Guest, Image
 
 
@@ -106,6 +107,7 @@ class Guests(pulumi.ComponentResource):
     def __init__(
         self,
         cluster: Cluster,
+        access: Access,
         placement: Mapping[str, str],
         stopped: Set[str],
         storage: str,
@@ -119,7 +121,17 @@ class Guests(pulumi.ComponentResource):
         # Parked on a drained node (see plan.placement.parked): declared, but not running.
         self.stopped = set(stopped)
         self.wait = waits_for(opts)
+        self.access = access
         self.snippets: dict[str, dict[str, proxmoxve.FileLegacy]] = {}
+        self.lxc_templates: dict[tuple[str, str], pulumi.Resource] = {}
+        first = cluster.nodes[0]
+        # A fresh Proxmox does not allow snippets on `local`; the user-data files need it.
+        self.snippets_allowed = remote.run(
+            f"{cluster.proxmox.snippets_storage}-allow-snippets",
+            access.connection(str(first.address)),
+            remote.script("storage-snippets", storage=cluster.proxmox.snippets_storage),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait),
+        )
         self.machines = {}
         for guest in cluster.guests:
             if guest.kind == "vm":
@@ -145,7 +157,7 @@ class Guests(pulumi.ComponentResource):
                         content_type="snippets",
                         source_raw=proxmoxve.FileLegacySourceRawArgs(data=content, file_name=name),
                     ),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, self.snippets_allowed]),
                 )
                 for node in self.cluster.nodes
             }
@@ -212,7 +224,9 @@ class Guests(pulumi.ComponentResource):
                 protection=guest.protect,
                 cpu=proxmoxve.VmLegacyCpuArgs(type="host", cores=guest.cores),
                 memory=proxmoxve.VmLegacyMemoryArgs(
-                    dedicated=guest.memory_mib, floating=guest.balloon_min_mib or guest.memory_mib
+                    # floating 0 turns the balloon device off; a floor lets an idle VM give memory back.
+                    dedicated=guest.memory_mib,
+                    floating=guest.balloon_min_mib,
                 ),
                 agent=proxmoxve.VmLegacyAgentArgs(enabled=True, trim=True),
                 tablet_device=False,
@@ -252,8 +266,24 @@ class Guests(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template], protect=guest.protect),
         )
 
+    def _lxc_template(self, guest: Guest) -> pulumi.Resource:
+        """The guest's template on its node, downloaded once per node that needs it."""
+        assert guest.template is not None  # the spec requires a template for an LXC
+        node = self.placement[guest.name]
+        storage, file_name = guest.template.split(":vztmpl/", 1)
+        key = (guest.template, node)
+        if key not in self.lxc_templates:
+            self.lxc_templates[key] = remote.run(
+                f"{node}-lxc-template-{file_name.split('_', 1)[0]}",
+                self.access.connection(str(self.cluster.node(node).address)),
+                remote.script("lxc-template", storage=storage, template=file_name),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait),
+            )
+        return self.lxc_templates[key]
+
     def _container(self, guest: Guest) -> proxmoxve.ContainerLegacy:
         assert guest.template is not None  # the spec requires a template for an LXC
+        template = self._lxc_template(guest)
         address, gateway = _ip(self.cluster, guest)
         lan = self.cluster.networks.lan
         return proxmoxve.ContainerLegacy(
@@ -302,5 +332,5 @@ class Guests(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait, protect=guest.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template], protect=guest.protect),
         )

@@ -89,7 +89,10 @@ class HighAvailability(pulumi.ComponentResource):
                         rule=f"{g.name}-prefers-{g.node}",
                         type="node-affinity",
                         resources=[ha_id(g)],
-                        nodes=node_priorities(cluster, g.node),
+                        # One node, non-strict: "prefer this node, else any". A rule with several
+                        # priorities conflicts with a resource-affinity rule on the same guest in
+                        # pve-ha-manager, which would then ignore one of them.
+                        nodes={g.node: OTHER_PRIORITY},
                         strict=False,
                     ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resources[g.name]]),

@@ -88,7 +88,7 @@ def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
         "vip_arp": "true",
         "port": str(API_PORT),
         "vip_interface": spec.vip_interface,
-        "vip_cidr": "32",
+        "vip_subnet": "32",
         "dns_mode": "first",
         "cp_enable": "true",
         "cp_namespace": "kube-system",

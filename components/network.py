@@ -19,13 +19,13 @@ from spec.models import Bond, Cluster, Node
 LAN_BOND = "bond0"
 LAN_BRIDGE = "vmbr0"
 STORAGE_BOND = "bond1"
-# Proxmox writes `bond-miimon 100` for every bond it creates through its API: links are
-# monitored every 100 ms and a dead member leaves the bond without waiting for ARP.
 
 
 def bond_args(
     node: str, name: str, bond: Bond, comment: str, address: str | None = None, mtu: int | None = None
 ) -> linux.BondArgs:
+    """A bond as the Proxmox API creates it. Link monitoring needs no input: Proxmox writes
+    `bond-miimon 100` for every bond, so a dead member leaves the bond within 100 ms."""
     lacp = bond.mode == "802.3ad"
     return linux.BondArgs(
         node_name=node,

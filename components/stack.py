@@ -11,9 +11,6 @@ import pulumi_proxmoxve as proxmoxve
 
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
 
-# Secrets the owner sets with `pulumi config set --secret`; never in a stack file in plain text.
-SECRET_KEYS = ("proxmoxApiToken", "sshPrivateKey")
-
 
 def waits_for(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
     """What a component was told to wait for. Its children must carry it themselves: a

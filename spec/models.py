@@ -257,8 +257,9 @@ class Guest(Model):
     # Ballooning lets an idle VM hand memory back to the host; 0 turns it off.
     balloon_min_mib: Annotated[int, Field(ge=0)] = 0
     disks: list[Disk] = Field(min_length=1)
-    image: str | None = None  # VM: key of `images`; LXC: a template volume such as local:vztmpl/...
-    template: str | None = None
+    image: str | None = None  # VM: key of `images`
+    # LXC: a template of Proxmox's appliance index, as the volume it becomes (downloaded by pveam).
+    template: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:vztmpl/[A-Za-z0-9._+-]+$")] | None = None
     ha: bool = False
     load: Fraction = 0.1  # expected share of its vCPUs busy, for the power model
     anti_affinity: str | None = None

@@ -97,7 +97,7 @@ def test_pve9_rules_keep_servers_apart_and_prefer_nodes() -> None:
     assert sorted(apart["resources"]) == ["vm:201", "vm:202", "vm:203"]
     prefers = rules["k3s-agent-1-prefers-pve1"]
     assert prefers["type"] == "node-affinity"
-    assert prefers["nodes"] == {"pve1": 2, "pve2": 1, "pve3": 1}
+    assert prefers["nodes"] == {"pve1": 1} and prefers["strict"] is False
     assert prefers["resources"] == ["vm:211"]
     assert not run.of_type(HA_GROUP)
 
@@ -123,3 +123,20 @@ def test_draining_a_node_moves_its_guests_and_parks_what_must_stay_apart() -> No
     assert all(vm["started"] is True for name, vm in vms.items() if name != "k3s-server-2")
     states = {r.name: r.inputs["state"] for r in run.of_type(HA_RESOURCE)}
     assert states["k3s-server-2-ha"] == "stopped" and states["k3s-agent-1-ha"] == "started"
+
+
+def test_snippets_are_allowed_on_the_storage_before_any_is_uploaded() -> None:
+    run = program("home")
+    allow = run.named("local-allow-snippets")
+    assert "STORAGE=local" in allow.inputs["create"] and "pvesm set" in allow.inputs["create"]
+    for snippet in run.of_type("proxmoxve:index/fileLegacy:FileLegacy"):
+        assert allow.urn in snippet.dependencies
+
+
+def test_lxc_template_is_downloaded_on_the_containers_node_first() -> None:
+    run = program("home")
+    download = run.named("pve3-lxc-template-debian-13-standard")
+    script = download.inputs["create"]
+    assert "TEMPLATE=debian-13-standard_13.1-2_amd64.tar.zst" in script and "pveam download" in script
+    assert download.inputs["connection"]["host"] == "10.0.10.13"
+    assert download.urn in run.named("backup").dependencies

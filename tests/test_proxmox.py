@@ -96,6 +96,8 @@ def test_corosync_has_two_links_lan_first_then_storage() -> None:
     assert "pvecm create" in scripts["pve1-cluster-create"]
     assert "LINK0=10.0.10.12" in scripts["pve2-cluster-join"]
     assert "FIRST_NODE=10.0.10.11" in scripts["pve2-cluster-join"]
+    # A node joining after link 1 exists brings its link-1 address.
+    assert "STORAGE_LINK=10.0.50.12" in scripts["pve2-cluster-join"]
     link1 = scripts["home-corosync-link1"]
     assert "RING1='pve1=10.0.50.11 pve2=10.0.50.12 pve3=10.0.50.13'" in link1
     # Link 1 waits for the last join (the joins are a chain) and for the storage network.

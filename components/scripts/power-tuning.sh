@@ -2,6 +2,9 @@
 # Safe to re-run: the unit is rewritten only when its content changes.
 unit=/etc/systemd/system/homelab-power.service
 if [ "$POWERTOP" = "yes" ] && ! command -v powertop >/dev/null 2>&1; then
+  # A fresh node may have empty package lists; the enterprise repository answers 401 without a
+  # subscription, which fails `update` but leaves the Debian lists usable.
+  apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends powertop
 fi
 steps=("/bin/sh -c 'for g in /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor; do echo $GOVERNOR > \$\$g; done'")
