@@ -145,10 +145,14 @@ class StorageMesh(pulumi.ComponentResource):
             )
             for node in cluster.nodes
         ]
-        # SDN changes are staged until applied cluster-wide.
+        # SDN changes are staged until applied cluster-wide. The applier acts when it is created,
+        # so it is replaced whenever what it applies changes.
+        staged = [str(net.ceph.cluster)] + [
+            f"{n.name}={n.storage_address}:{','.join(link.nic for link in n.mesh_links)}" for n in cluster.nodes
+        ]
         self.applied = proxmoxve.sdn.Applier(
             f"{net.storage.fabric}-apply",
             proxmoxve.sdn.ApplierArgs(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.nodes),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.nodes, replacement_trigger=" ".join(staged)),
         )
         self.register_outputs({"fabric": net.storage.fabric})
