@@ -358,14 +358,27 @@ class Workloads(pulumi.ComponentResource):
         )
         service = self._services(w, key, namespace, selector)
         if w.volumes:
-            # Read-write-once volumes: one pod owns each claim, so a StatefulSet, protected.
+            # Read-write-once volumes: one pod owns each claim, so a StatefulSet, protected. Its
+            # governing Service is headless (per-pod DNS), apart from the one clients use.
+            governing = service
+            if w.ports:
+                governing = k8s.core.v1.Service(
+                    f"{key}-headless",
+                    k8s.core.v1.ServiceInitArgs(
+                        metadata=Meta(name=f"{w.name}-headless", namespace=namespace, labels=labels),
+                        spec=k8s.core.v1.ServiceSpecArgs(
+                            type="ClusterIP", cluster_ip="None", selector=selector, ports=_service_ports(w.ports)
+                        ),
+                    ),
+                    opts=self._opts(),
+                )
             k8s.apps.v1.StatefulSet(
                 key,
                 k8s.apps.v1.StatefulSetInitArgs(
                     metadata=Meta(name=w.name, namespace=namespace, labels=owner_labels),
                     spec=k8s.apps.v1.StatefulSetSpecArgs(
                         replicas=w.replicas,
-                        service_name=service.metadata.name,
+                        service_name=governing.metadata.name,
                         selector=Selector(match_labels=selector),
                         template=pod,
                         volume_claim_templates=[

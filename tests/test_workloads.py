@@ -260,3 +260,16 @@ def test_load_balancer_addresses_come_from_the_spec_pool(stack: str) -> None:
     assert config.inputs["data"] == {"range-global": f"{pool.start}-{pool.end}"}
     [provider] = [r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.name == "kube-vip-cloud-provider"]
     assert provider.inputs["metadata"]["namespace"] == "kube-system"
+
+
+def test_statefulsets_are_governed_by_a_headless_service() -> None:
+    run = program("home")
+    services = {
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs
+        for r in run.of_type("kubernetes:core/v1:Service")
+    }
+    for sts in run.of_type("kubernetes:apps/v1:StatefulSet"):
+        namespace = sts.inputs["metadata"]["namespace"]
+        governing = services[(namespace, sts.inputs["spec"]["serviceName"])]
+        assert governing["spec"]["clusterIP"] == "None"
+        assert governing["spec"]["type"] == "ClusterIP"
