@@ -40,6 +40,8 @@ class Power(Model):
 class Lan(Model):
     cidr: IPv4Network
     gateway: IPv4Address
+    # The LAN's VLAN on the switch, which the node ports carry untagged; other VLANs (Ceph's
+    # public one, guests') ride the same bond tagged and must differ from it.
     vlan: VlanId | None = None
     dns: list[IPv4Address] = Field(default_factory=list)
 
@@ -82,7 +84,9 @@ class StorageNetwork(Model):
     """
 
     mode: Literal["bond", "mesh"]
-    mtu: Annotated[int, Field(ge=1280, le=65520)] = 9000
+    # MTU of the storage bond (jumbo frames need every switch port to agree). The mesh NICs keep
+    # the MTU their driver sets, so it is an error to give one in mesh mode.
+    mtu: Annotated[int, Field(ge=1280, le=65520)] | None = None
     fabric: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,7}$")] = "ceph"
 
 
@@ -94,6 +98,10 @@ class Networks(Model):
 
     @model_validator(mode="after")
     def _disjoint(self) -> Networks:
+        if self.storage.mode == "mesh" and self.storage.mtu is not None:
+            raise ValueError("storage.mtu applies to a storage bond; the mesh NICs keep their own MTU")
+        if self.lan.vlan is not None and self.lan.vlan == self.ceph.public_vlan:
+            raise ValueError(f"ceph.public_vlan {self.ceph.public_vlan} is the LAN's own VLAN; give Ceph its own")
         for label, net in (("ceph.public", self.ceph.public), ("ceph.cluster", self.ceph.cluster)):
             if net.overlaps(self.lan.cidr):
                 raise ValueError(f"{label} {net} overlaps the LAN {self.lan.cidr}")
