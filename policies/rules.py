@@ -654,6 +654,23 @@ def check_ha_shared_storage(cluster: Cluster, inv: Inventory) -> list[Finding]:
 
 
 def check_survives_any_node(cluster: Cluster, inv: Inventory) -> list[Finding]:
+    """Mandatory in normal operation. While a node is drained for maintenance the cluster has,
+    by design, one node less of slack: that window is judged by `maintenance-redundancy`."""
+    if any(n.maintenance for n in cluster.nodes):
+        return []
+    return _node_losses(cluster, inv)
+
+
+def check_maintenance_redundancy(cluster: Cluster, inv: Inventory) -> list[Finding]:
+    """Advisory: what another node's loss would do while one is in maintenance."""
+    drained = [n.name for n in cluster.nodes if n.maintenance]
+    if not drained:
+        return []
+    prefix = f"while {', '.join(drained)} {'is' if len(drained) == 1 else 'are'} in maintenance, "
+    return [(prefix + message, urn) for message, urn in _node_losses(cluster, inv)]
+
+
+def _node_losses(cluster: Cluster, inv: Inventory) -> list[Finding]:
     urn_of = {g.name: g.urn for g in inv.guests}
     running = inv.running()
     findings: list[Finding] = [(message, None) for message in overcommitted(cluster, running)]
@@ -739,7 +756,9 @@ def check_protect_stateful(r: Declared) -> list[str]:
 StackCheck = Callable[[Cluster, Inventory], list[Finding]]
 
 
-def stack_policy(name: str, description: str, check: StackCheck) -> StackValidationPolicy:
+def stack_policy(
+    name: str, description: str, check: StackCheck, enforcement_level: EnforcementLevel | None = None
+) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         cluster = load_cluster()
         if not isinstance(cluster, Cluster):
@@ -748,7 +767,9 @@ def stack_policy(name: str, description: str, check: StackCheck) -> StackValidat
         for message, urn in check(cluster, inventory(args.resources, cluster)):
             report_violation(message, urn)
 
-    return StackValidationPolicy(name=name, description=description, validate=validate)
+    return StackValidationPolicy(
+        name=name, description=description, validate=validate, enforcement_level=enforcement_level
+    )
 
 
 def _redundant_links(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -790,6 +811,13 @@ POLICIES: list[Policy] = [
         "Whichever node fails, its HA guests fit on the others, the draw stays within budget, Ceph stays "
         "writable and corosync and etcd keep quorum.",
         check_survives_any_node,
+    ),
+    stack_policy(
+        "maintenance-redundancy",
+        "While a node is drained for maintenance, what the loss of another node would do (advisory: the "
+        "owner chose that window).",
+        check_maintenance_redundancy,
+        EnforcementLevel.ADVISORY,
     ),
     ResourceValidationPolicy(
         name="protect-stateful",

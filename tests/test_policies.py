@@ -48,6 +48,7 @@ def test_pack_lists_six_policies_mandatory_but_protect_stateful() -> None:
         "ha-shared-storage": EnforcementLevel.MANDATORY,
         "redundant-links": EnforcementLevel.MANDATORY,
         "survives-any-node": EnforcementLevel.MANDATORY,
+        "maintenance-redundancy": EnforcementLevel.ADVISORY,
         "protect-stateful": EnforcementLevel.ADVISORY,
     }
 
@@ -78,9 +79,17 @@ def test_missing_or_invalid_spec_is_a_violation(value: str | None, expect: str) 
     else:
         config["homelab:cluster"] = value
     found = check(full_stack("home"), config=config)
-    needs_spec = {"power-budget", "replica-counts", "ha-shared-storage", "redundant-links", "survives-any-node"}
+    needs_spec = {
+        "power-budget",
+        "replica-counts",
+        "ha-shared-storage",
+        "redundant-links",
+        "survives-any-node",
+        "maintenance-redundancy",
+    }
     assert {v.policy for v in found} == needs_spec
-    assert all(expect in v.message and v.mandatory for v in found)
+    assert all(expect in v.message for v in found)
+    assert all(v.mandatory for v in found if v.policy != "maintenance-redundancy")
 
 
 # --- power-budget -------------------------------------------------------------------------
@@ -406,3 +415,21 @@ def test_preview_exits_3_on_a_mandatory_violation(
     out = capsys.readouterr().out
     assert "policies: 1 mandatory, 0 advisory violation(s)" in out
     assert "  mandatory: power-budget: the cluster would draw" in out
+
+
+def test_a_drain_is_judged_by_the_advisory_maintenance_policy() -> None:
+    import json
+
+    from offline.harness import config_for
+    from offline.policy_run import run_policies
+    from tests.support import patched, program_with, stack_data
+
+    data = patched(stack_data("home"), {"nodes[0].maintenance": True})
+    run = program_with("home", data)
+    config = config_for("home")
+    config["homelab:cluster"] = json.dumps(data)
+    found = run_policies(run.resources, config)
+    assert not [v for v in found if v.mandatory], [v.message for v in found if v.mandatory]
+    advisory = [v for v in found if v.policy == "maintenance-redundancy"]
+    assert advisory and all(v.message.count("while pve1 is in maintenance") for v in advisory)
+    assert any("etcd" in v.message for v in advisory)

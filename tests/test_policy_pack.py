@@ -108,6 +108,7 @@ def test_analyzer_info_lists_the_policies(analyzer: analyzer_pb2_grpc.AnalyzerSt
         "ha-shared-storage": analyzer_pb2.MANDATORY,
         "redundant-links": analyzer_pb2.MANDATORY,
         "survives-any-node": analyzer_pb2.MANDATORY,
+        "maintenance-redundancy": analyzer_pb2.ADVISORY,
         "protect-stateful": analyzer_pb2.ADVISORY,
     }
     kinds = {p.name: p.policy_type for p in info.policies}
