@@ -657,7 +657,8 @@ def check_survives_any_node(cluster: Cluster, inv: Inventory) -> list[Finding]:
     """Mandatory in normal operation. While a node is drained for maintenance the cluster has,
     by design, one node less of slack: that window is judged by `maintenance-redundancy`."""
     if any(n.maintenance for n in cluster.nodes):
-        return []
+        # The guests must still fit where they run now.
+        return [(message, None) for message in overcommitted(cluster, inv.running())]
     return _node_losses(cluster, inv)
 
 
