@@ -53,6 +53,7 @@ PACK_ENFORCEMENT = EnforcementLevel.MANDATORY
 # Type tokens, as the SDKs register them (checked against pulumi-proxmoxve 8.6.0 and
 # pulumi-kubernetes 4.34.2).
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
+REMOTE_COMMAND = "command:remote:Command"
 CONTAINER = "proxmoxve:index/containerLegacy:ContainerLegacy"
 HA_RESOURCE = "proxmoxve:index/haresource:Haresource"
 CEPH_POOL = "proxmoxve:ceph/pool:Pool"
@@ -274,6 +275,7 @@ class Inventory:
     pools: list[PoolDecl]
     workloads: list[WorkloadDecl]
     pdbs: list[PdbDecl]
+    scripts: list[str]  # what the remote commands run, where known at preview
 
     def is_ha(self, guest: GuestDecl) -> bool:
         return guest.ha_id is not None and guest.ha_id in self.ha_ids
@@ -381,8 +383,11 @@ def inventory(resources: Iterable[Declared], cluster: Cluster | None) -> Invento
     pools: list[PoolDecl] = []
     workloads: list[WorkloadDecl] = []
     pdbs: list[PdbDecl] = []
+    scripts: list[str] = []
     for r in resources:
         typ, p = r.resource_type, r.props
+        if typ == REMOTE_COMMAND and isinstance(create := get(p, "create"), str):
+            scripts.append(create)
         if typ in (VM, CONTAINER):
             if get(p, "template") is True:
                 continue  # a template never runs: it only holds the image that guests clone
@@ -448,7 +453,7 @@ def inventory(resources: Iterable[Declared], cluster: Cluster | None) -> Invento
                     limits_known=UNKNOWN not in (min_available, max_unavailable),
                 )
             )
-    return Inventory(guests, ha_ids, pools, workloads, pdbs)
+    return Inventory(guests, ha_ids, pools, workloads, pdbs, scripts)
 
 
 # --- the checks, as plain functions of (spec, inventory) -> findings -------------------------
@@ -522,16 +527,20 @@ def lets_one_go(pdb: PdbDecl, replicas: int) -> int | None:
 
 
 def check_replica_counts(cluster: Cluster, inv: Inventory) -> list[Finding]:
-    return [*_quorum_members(cluster), *_pool_copies(cluster, inv), *_ha_workloads(cluster, inv)]
+    return [*_quorum_members(cluster, inv), *_pool_copies(cluster, inv), *_ha_workloads(cluster, inv)]
 
 
-def _quorum_members(cluster: Cluster) -> list[Finding]:
+def _quorum_members(cluster: Cluster, inv: Inventory) -> list[Finding]:
+    """Counted in what the program declares (the install and monitor scripts), so a program that
+    builds fewer than the spec asks for is caught too."""
+    servers = sum(("ROLE=server-init" in x or "ROLE=server-join" in x) for x in inv.scripts)
+    monitors = sum("pveceph mon create" in x for x in inv.scripts)
     findings: list[Finding] = []
     if cluster.k3s is not None:
-        msg = _quorum_count("servers", len(cluster.k3s.servers), "k3s.servers", "embedded etcd")
+        msg = _quorum_count("servers", servers, "k3s.servers", "embedded etcd")
         if msg:
             findings.append((msg, None))
-    msg = _quorum_count("monitor hosts", len(cluster.ceph.monitors), "ceph.monitors", "Ceph's monitor map")
+    msg = _quorum_count("monitor hosts", monitors, "ceph.monitors", "Ceph's monitor map")
     if msg:
         findings.append((msg, None))
     return findings

@@ -161,21 +161,21 @@ def test_pool_left_at_proxmox_defaults_passes() -> None:
 
 
 def test_quorum_member_counts() -> None:
+    # Counted in what the program declares: one server join less, one monitor more.
     cluster = stack_cluster("home")
-    assert cluster.k3s is not None
-    even = cluster.model_copy(
-        update={
-            "k3s": cluster.k3s.model_copy(update={"servers": cluster.k3s.servers[:2]}),
-            "ceph": cluster.ceph.model_copy(update={"monitors": ["pve1", "pve2", "pve3", "pve1"]}),
-        }
-    )
-    messages = [m for m, _ in rules.check_replica_counts(even, rules.inventory([], even))]
+    inv = rules.inventory(policy_resources(full_stack("home")), cluster)
+    joins = [x for x in inv.scripts if "ROLE=server-join" in x]
+    mons = [x for x in inv.scripts if "pveceph mon create" in x]
+    assert len(joins) == 2 and len(mons) == 3
+    even = dataclasses.replace(inv, scripts=[x for x in inv.scripts if x is not joins[0]] + [mons[0]])
+    messages = [m for m, _ in rules.check_replica_counts(cluster, even)]
     assert messages == [
         "k3s.servers lists 2 servers: embedded etcd needs an odd number of at least 3 to keep quorum through a node "
         "loss",
         "ceph.monitors lists 4 monitor hosts: Ceph's monitor map needs an odd number of at least 3 to keep quorum "
         "through a node loss",
     ]
+    assert rules.check_replica_counts(cluster, inv) == []
 
 
 def test_ha_workload_replicas() -> None:
@@ -383,8 +383,10 @@ def test_unprotected_volumes_are_advisory() -> None:
         "data",
         {"metadata": {"name": "data", "namespace": "home"}, "spec": {"accessModes": ["ReadWriteOnce"]}},
     )
-    assert "PersistentVolumeClaim home/data is not protected" in only(check([claim]), "protect-stateful").message
-    assert check([dataclasses.replace(claim, protect=True)]) == []
+    stack = full_stack("home")
+    found = only(check([*stack, claim]), "protect-stateful")
+    assert "PersistentVolumeClaim home/data is not protected" in found.message
+    assert check([*stack, dataclasses.replace(claim, protect=True)]) == []
 
 
 # --- the offline preview ------------------------------------------------------------------
