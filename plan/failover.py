@@ -331,6 +331,8 @@ def simulate(
     pool_sizes = list(pools) if pools is not None else spec_pools(cluster)
     osd_hosts = set(cluster.osd_hosts)
     votes = len(cluster.nodes) + (1 if cluster.quorum_device is not None else 0)
+    # A node in maintenance may be rebooting: count its vote as gone for the worst case.
+    away = sum(n.maintenance for n in cluster.nodes)
     servers = list(cluster.k3s.servers) if cluster.k3s is not None else []
     server_node = {g.name: g.node for g in running if g.name in set(servers)}
 
@@ -371,7 +373,7 @@ def simulate(
                 shortfalls=shortfalls,
                 draw=ClusterDraw(draws, cluster.power.budget_watts, cluster.power.price_per_kwh),
                 pools=[PoolAfter(p.name, _copies_left(p, osd_hosts, failed.name), p.min_size) for p in pool_sizes],
-                corosync=Quorum(votes - 1, votes),
+                corosync=Quorum(votes - 1 - (away if not failed.maintenance else 0), votes),
                 etcd=etcd,
             )
         )
