@@ -50,7 +50,10 @@ def dependency_depth(resources: list[Resource]) -> dict[str, int]:
     def visit(urn: str) -> int:
         if urn not in depth:
             depth[urn] = 0  # a guard against cycles; the engine would reject one anyway
-            deps = [visit(d) + 1 for d in by_urn[urn].dependencies if d in by_urn] if urn in by_urn else []
+            r = by_urn.get(urn)
+            # A resource also waits for its provider (a reference `urn::id`), e.g. the k8s one.
+            needs = [*r.dependencies, r.provider.rsplit("::", 1)[0]] if r is not None else []
+            deps = [visit(d) + 1 for d in needs if d in by_urn]
             parent = by_urn[urn].parent if urn in by_urn else ""
             depth[urn] = max([*deps, visit(parent) if parent in by_urn else 0])
         return depth[urn]
