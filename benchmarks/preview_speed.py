@@ -24,6 +24,11 @@ from benchmarks.stacks import write_stack
 from offline.harness import ROOT
 
 SIZES = (3, 10, 30, 100)
+TARGETS = {
+    "home_within_1_5x_floor": "home preview within 1.5x the floor",
+    "per_resource_100_vs_10_within_1_5x": "time per resource at 100 nodes within 1.5x that at 10",
+    "peak_memory_100_nodes_under_1_gib": "peak memory of the 100-node preview under 1 GiB",
+}
 RESULTS = Path(__file__).parent / "results.json"
 
 
@@ -85,9 +90,42 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, ok in targets.items():
         print(f"target {name}: {'met' if ok else 'NOT met'}")
-    RESULTS.write_text(json.dumps({"machine": machine(), "results": rows, "targets": targets}, indent=2) + "\n")
-    print(f"results: {RESULTS}")
+    doc = {"machine": machine(), "results": rows, "targets": targets}
+    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    update_readme(doc)
+    print(f"results: {RESULTS}; README.md updated")
     return 0
+
+
+def readme_table(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [
+        f"Latest figures ({m['date']}, {m['platform']}, {m['cpus']} cores, Python {m['python']}):",
+        "",
+        "| case | nodes | resources | median | x floor | ms / resource | peak memory |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["results"]:
+        if r["case"] == "floor":
+            lines.append(f"| floor | - | - | {r['median_s']:.2f} s | 1.00 | - | {r['peak_mib']:.0f} MiB |")
+        else:
+            lines.append(
+                f"| {r['case']} | {r['nodes']} | {r['resources']} | {r['median_s']:.2f} s | {r['ratio_to_floor']:.2f} "
+                f"| {r['ms_per_resource']:.1f} | {r['peak_mib']:.0f} MiB |"
+            )
+    lines.append("")
+    lines += [f"- {TARGETS.get(name, name)}: {'met' if ok else '**not met**'}" for name, ok in doc["targets"].items()]
+    return "\n".join(lines)
+
+
+def update_readme(doc: dict[str, Any]) -> None:
+    """Put the table between the README's bench markers, so it always shows the latest run."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{readme_table(doc)}\n{end}{tail}")
 
 
 if __name__ == "__main__":
