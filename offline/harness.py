@@ -109,9 +109,8 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
-                parent=request.parent
-                if not request.parent.endswith(f"pulumi:pulumi:Stack::{PROJECT}-{self._stack}")
-                else "",
+                # Top-level resources hang off the root stack; the tree shows them at its root.
+                parent="" if "::pulumi:pulumi:Stack::" in request.parent else request.parent,
                 custom=bool(request.custom),
                 inputs=inputs,
                 secret_paths=secrets,
@@ -123,8 +122,6 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
             )
         )
         return response
-
-    _stack = ""
 
 
 class OfflineMocks(pulumi_mocks.Mocks):
@@ -161,7 +158,6 @@ def _run(stack: str, config: dict[str, str], root: Path) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     monitor = CapturingMonitor(OfflineMocks())
-    monitor._stack = stack
     pulumi.runtime.set_all_config(config, secret_keys=list(OFFLINE_SECRETS))
     pulumi.runtime.set_mocks(OfflineMocks(), project=PROJECT, stack=stack, preview=True, monitor=monitor)
     if str(root) not in sys.path:
