@@ -261,7 +261,8 @@ class PdbDecl:
         if self.match_labels is None or w.pod_labels is None:
             return True
         pods = w.pod_labels
-        return bool(self.match_labels) and all(pods.get(k) == v for k, v in self.match_labels.items())
+        # In policy/v1 an empty selector selects every pod in the namespace.
+        return all(pods.get(k) == v for k, v in self.match_labels.items())
 
     @property
     def judged(self) -> bool:
