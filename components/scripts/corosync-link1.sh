@@ -2,7 +2,7 @@
 # network dies. Follows the Proxmox procedure: edit a copy, bump config_version, move it in
 # place (pmxcfs then reloads corosync on every node). Safe to re-run.
 # RING1 is "node=address node=address ...".
-conf=/etc/pve/corosync.conf
+conf=${COROSYNC_CONF:-/etc/pve/corosync.conf}  # overridable for tests
 if grep -q 'ring1_addr' "$conf"; then
   echo "corosync link 1 already configured"
   exit 0
