@@ -92,7 +92,7 @@ class HighAvailability(pulumi.ComponentResource):
                         # One node, non-strict: "prefer this node, else any". A rule with several
                         # priorities conflicts with a resource-affinity rule on the same guest in
                         # pve-ha-manager, which would then ignore one of them.
-                        nodes={g.node: OTHER_PRIORITY},
+                        nodes={g.node: 1},
                         strict=False,
                     ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resources[g.name]]),

@@ -62,7 +62,6 @@ class Resource:
 class ProgramRun:
     stack: str
     resources: list[Resource]
-    outputs: dict[str, Any]
 
     def of_type(self, typ: str) -> list[Resource]:
         return [r for r in self.resources if r.type == typ]
@@ -162,12 +161,9 @@ def _run(stack: str, config: dict[str, str], root: Path) -> ProgramRun:
     pulumi.runtime.set_mocks(OfflineMocks(), project=PROJECT, stack=stack, preview=True, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    outputs: dict[str, Any] = {}
     try:
         runpy.run_path(str(root / "__main__.py"), run_name="__main__")
         loop.run_until_complete(wait_for_rpcs())
-        root_resource = pulumi.runtime.get_root_resource()
-        outputs = dict(getattr(root_resource, "outputs", {}) or {})
     finally:
         # A program that raised leaves tasks behind, some in Pulumi's process-wide set of
         # outputs: cancel every task of this loop and empty that set, or the next run would wait
@@ -181,4 +177,4 @@ def _run(stack: str, config: dict[str, str], root: Path) -> ProgramRun:
             SETTINGS.outputs.clear()
         loop.close()
         asyncio.set_event_loop(None)
-    return ProgramRun(stack=stack, resources=monitor.captured, outputs=outputs)
+    return ProgramRun(stack=stack, resources=monitor.captured)

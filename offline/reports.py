@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plan.failover import NodeFailure, running_from_spec, simulate
-from plan.placement import parked, place
+from plan.placement import plan_guests
 from plan.power import ClusterDraw, cluster_draw
 from spec.models import Cluster
 
@@ -24,8 +24,7 @@ class Reports:
 
     @classmethod
     def of(cls, cluster: Cluster) -> Reports:
-        placement = place(cluster)
-        stopped = parked(cluster)
+        placement, stopped = plan_guests(cluster)
         failures = simulate(cluster, running_from_spec(cluster, placement, stopped))
         running = {g: n for g, n in placement.items() if g not in stopped}
         return cls(cluster, placement, cluster_draw(cluster, running), failures)

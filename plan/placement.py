@@ -68,7 +68,7 @@ def placement_order(guests: list[Guest]) -> list[Guest]:
 
 def place(cluster: Cluster) -> dict[str, str]:
     """Guest name -> node name for every guest, or PlacementError."""
-    return _place(cluster)[0]
+    return plan_guests(cluster)[0]
 
 
 def parked(cluster: Cluster) -> set[str]:
@@ -78,10 +78,11 @@ def parked(cluster: Cluster) -> set[str]:
     nowhere to go while its node is drained (a k3s server in a three-node cluster): it stays on
     that node, stopped, as Proxmox HA itself would keep it. Its peers keep quorum meanwhile.
     """
-    return _place(cluster)[1]
+    return plan_guests(cluster)[1]
 
 
-def _place(cluster: Cluster) -> tuple[dict[str, str], set[str]]:
+def plan_guests(cluster: Cluster) -> tuple[dict[str, str], set[str]]:
+    """Both answers of one placement: guest -> node, and the guests parked (see `parked`)."""
     loads = empty_loads(cluster)
     if not loads:
         raise PlacementError("nodes: every node is in maintenance; nothing can run")
@@ -91,7 +92,7 @@ def _place(cluster: Cluster) -> tuple[dict[str, str], set[str]]:
     baseline: dict[str, str] = {}
     if any(n.maintenance for n in cluster.nodes):
         # Draining moves only what runs on the drained nodes; everything else stays put.
-        baseline = _place(_without_maintenance(cluster))[0]
+        baseline = plan_guests(_without_maintenance(cluster))[0]
         for guest in to_place:
             if baseline[guest.name] in loads:
                 loads[baseline[guest.name]].add(guest)

@@ -65,10 +65,6 @@ class ClusterDraw:
     def cost_per_month(self) -> float:
         return self.kwh_per_month * self.price_per_kwh
 
-    def describe(self) -> str:
-        per_node = ", ".join(f"{n.node} {n.watts:.1f} W ({n.utilisation:.0%} busy)" for n in self.nodes)
-        return f"{self.watts:.1f} W modelled against a budget of {self.budget_watts:.0f} W: {per_node}"
-
 
 def node_draw(node: Node, guests: Iterable[Busy]) -> NodeDraw:
     hw = node.hardware

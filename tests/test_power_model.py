@@ -34,7 +34,7 @@ def test_home_stack_figures() -> None:
     assert draw.within_budget
     assert draw.kwh_per_month == pytest.approx(draw.watts * HOURS_PER_MONTH / 1000)
     assert draw.cost_per_month == pytest.approx(draw.kwh_per_month * 0.32)
-    assert "pve1" in draw.describe() and "budget of 75 W" in draw.describe()
+    assert draw.budget_watts == 75 and [n.node for n in draw.nodes] == ["pve1", "pve2", "pve3"]
 
 
 def test_over_budget_is_detected() -> None:
