@@ -2,8 +2,10 @@
 
 In one run on one machine: the floor (a process importing the Pulumi SDK and the three provider
 SDKs and running an empty program under mocks), the home stack's preview (program + policies +
-reports), then generated stacks of 3, 10, 30 and 100 nodes. Each is a fresh process, run
-several times; the median wall time counts. Results go to benchmarks/results.json.
+reports), the SDK minimum for the home stack (the floor, the typed provider modules the home
+preview loaded, and as many bare registrations: what any program of that size pays the SDKs),
+then generated stacks of 3, 10, 30 and 100 nodes. Each is a fresh process, run several times;
+the median wall time counts. Results go to benchmarks/results.json.
 """
 
 from __future__ import annotations
@@ -44,6 +46,28 @@ def measure(args: list[str], repeats: int) -> dict[str, Any]:
     return {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times], **last}
 
 
+def sdk_minimum(
+    work: Path, home: dict[str, Any], modules: list[str], floor: dict[str, Any], repeats: int
+) -> dict[str, Any]:
+    """The least the home preview could cost on these SDKs: see run_once.sdk_minimum."""
+    listing = work / "sdk-modules.json"
+    listing.write_text(json.dumps(modules))
+    resources = home["resources"]
+    result = measure(
+        ["--sdk-minimum", str(resources), "--components", str(home["components"]), "--modules", str(listing)],
+        repeats,
+    )
+    result["ratio_to_floor"] = round(result["median_s"] / floor["median_s"], 2)
+    result["ms_per_resource"] = round(1000 * result["median_s"] / resources, 3)
+    result["sdk_modules"] = len(result["sdk_modules"])
+    print(
+        f"sdk-minimum: {resources:5d} bare registrations, {len(modules)} SDK modules, {result['median_s']:6.2f} s "
+        f"({result['ratio_to_floor']:.2f}x floor)",
+        flush=True,
+    )
+    return {"case": "sdk-minimum", "nodes": 0, **result}
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -70,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(
                 ["--stack", stack, "--stack-dir", str(directory), "--out", str(work / "out")], args.repeats
             )
+            modules = result.pop("sdk_modules", [])
             result["ratio_to_floor"] = round(result["median_s"] / floor["median_s"], 2)
             above_floor = max(result["median_s"] - floor["median_s"], 0.0)
             result["ms_per_resource"] = round(1000 * result["median_s"] / result["resources"], 3)
@@ -81,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result['peak_mib']} MiB peak",
                 flush=True,
             )
+            if stack == "home":
+                rows.append(sdk_minimum(work, result, modules, floor, args.repeats))
     by_case = {r["case"]: r for r in rows}
     targets = {
         "home_within_1_5x_floor": by_case["home"]["ratio_to_floor"] <= 1.5,
@@ -90,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, ok in targets.items():
         print(f"target {name}: {'met' if ok else 'NOT met'}")
-    doc = {"machine": machine(), "results": rows, "targets": targets}
+    home_over_minimum = round(by_case["home"]["median_s"] / by_case["sdk-minimum"]["median_s"], 2)
+    print(f"home / SDK minimum: {home_over_minimum:.2f}x")
+    doc = {"machine": machine(), "results": rows, "targets": targets, "home_over_sdk_minimum": home_over_minimum}
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
     update_readme(doc)
     print(f"results: {RESULTS}; README.md updated")
@@ -108,6 +137,11 @@ def readme_table(doc: dict[str, Any]) -> str:
     for r in doc["results"]:
         if r["case"] == "floor":
             lines.append(f"| floor | - | - | {r['median_s']:.2f} s | 1.00 | - | {r['peak_mib']:.0f} MiB |")
+        elif r["case"] == "sdk-minimum":
+            lines.append(
+                f"| sdk-minimum | - | {r['resources']} | {r['median_s']:.2f} s | {r['ratio_to_floor']:.2f} "
+                f"| {r['ms_per_resource']:.1f} | {r['peak_mib']:.0f} MiB |"
+            )
         else:
             lines.append(
                 f"| {r['case']} | {r['nodes']} | {r['resources']} | {r['median_s']:.2f} s | {r['ratio_to_floor']:.2f} "
@@ -115,6 +149,8 @@ def readme_table(doc: dict[str, Any]) -> str:
             )
     lines.append("")
     lines += [f"- {TARGETS.get(name, name)}: {'met' if ok else '**not met**'}" for name, ok in doc["targets"].items()]
+    if "home_over_sdk_minimum" in doc:
+        lines.append(f"- home preview / SDK minimum: {doc['home_over_sdk_minimum']:.2f}x")
     return "\n".join(lines)
 
 
