@@ -5,7 +5,8 @@ SDKs and running an empty program under mocks), the home stack's preview (progra
 reports), the SDK minimum for the home stack (the floor, the typed provider modules the home
 preview loaded, and as many bare registrations: what any program of that size pays the SDKs),
 then generated stacks of 3, 10, 30 and 100 nodes. Each is a fresh process, run several times;
-the median wall time counts. Results go to benchmarks/results.json.
+the median wall time counts. The floor, home and SDK-minimum runs take turns, so a slow spell
+of the machine does not skew their ratios. Results go to benchmarks/results.json and README.md.
 """
 
 from __future__ import annotations
@@ -34,38 +35,75 @@ TARGETS = {
 RESULTS = Path(__file__).parent / "results.json"
 
 
-def measure(args: list[str], repeats: int) -> dict[str, Any]:
-    times, last = [], {}
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.run_once", *args], cwd=ROOT, check=True, capture_output=True, text=True
-        )
-        times.append(time.perf_counter() - start)
-        last = json.loads(out.stdout.strip().splitlines()[-1])
+def run_once(args: list[str]) -> tuple[float, dict[str, Any]]:
+    """One fresh process: its wall time and the JSON line it printed."""
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_once", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - start
+    return elapsed, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summary(times: list[float], last: dict[str, Any]) -> dict[str, Any]:
     return {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times], **last}
 
 
-def sdk_minimum(
-    work: Path, home: dict[str, Any], modules: list[str], floor: dict[str, Any], repeats: int
-) -> dict[str, Any]:
-    """The least the home preview could cost on these SDKs: see run_once.sdk_minimum."""
-    listing = work / "sdk-modules.json"
-    listing.write_text(json.dumps(modules))
-    resources = home["resources"]
-    result = measure(
-        ["--sdk-minimum", str(resources), "--components", str(home["components"]), "--modules", str(listing)],
-        repeats,
-    )
-    result["ratio_to_floor"] = round(result["median_s"] / floor["median_s"], 2)
-    result["ms_per_resource"] = round(1000 * result["median_s"] / resources, 3)
-    result["sdk_modules"] = len(result["sdk_modules"])
+def measure_interleaved(cases: dict[str, list[str]], repeats: int) -> dict[str, dict[str, Any]]:
+    """Run the cases in rounds (a, b, c, a, b, c, ...) so a slow spell of a shared machine falls
+    on all of them alike and their ratios stay fair."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    last: dict[str, dict[str, Any]] = {}
+    for _ in range(repeats):
+        for name, args in cases.items():
+            elapsed, last[name] = run_once(args)
+            times[name].append(elapsed)
+    return {name: summary(times[name], last[name]) for name in cases}
+
+
+def measure(args: list[str], repeats: int) -> dict[str, Any]:
+    return measure_interleaved({"case": args}, repeats)["case"]
+
+
+def per_resource(result: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    above_floor = max(result["median_s"] - floor["median_s"], 0.0)
+    return {
+        **result,
+        "ratio_to_floor": round(result["median_s"] / floor["median_s"], 2),
+        "ms_per_resource": round(1000 * result["median_s"] / result["resources"], 3),
+        "ms_per_resource_above_floor": round(1000 * above_floor / result["resources"], 3),
+    }
+
+
+def show(case: str, result: dict[str, Any]) -> None:
     print(
-        f"sdk-minimum: {resources:5d} bare registrations, {len(modules)} SDK modules, {result['median_s']:6.2f} s "
-        f"({result['ratio_to_floor']:.2f}x floor)",
+        f"{case:>11}: {result['resources']:5d} resources, {result['median_s']:6.2f} s "
+        f"({result['ratio_to_floor']:.2f}x floor), {result['ms_per_resource']:.2f} ms/resource, "
+        f"{result['peak_mib']} MiB peak",
         flush=True,
     )
-    return {"case": "sdk-minimum", "nodes": 0, **result}
+
+
+def home_and_floor(work: Path, repeats: int) -> list[dict[str, Any]]:
+    """The floor, the home preview and the home stack's SDK minimum, measured in rounds."""
+    home_args = ["--stack", "home", "--stack-dir", str(ROOT), "--out", str(work / "out")]
+    _, warm = run_once(home_args)  # also tells which SDK modules and how many registrations
+    listing = work / "sdk-modules.json"
+    listing.write_text(json.dumps(warm["sdk_modules"]))
+    minimum_args = ["--sdk-minimum", str(warm["resources"]), "--components", str(warm["components"])]
+    measured = measure_interleaved(
+        {"floor": ["--floor"], "home": home_args, "sdk-minimum": [*minimum_args, "--modules", str(listing)]},
+        repeats,
+    )
+    floor = measured["floor"]
+    print(f"{'floor':>11}: {floor['median_s']:.2f} s, {floor['peak_mib']} MiB", flush=True)
+    rows = [{"case": "floor", "nodes": 0, **floor}]
+    for case, nodes in (("home", 3), ("sdk-minimum", 0)):
+        result = per_resource(measured[case], floor)
+        result["sdk_modules"] = len(result["sdk_modules"])
+        show(case, result)
+        rows.append({"case": case, "nodes": nodes, **result})
+    return rows
 
 
 def machine() -> dict[str, Any]:
@@ -82,32 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        floor = measure(["--floor"], args.repeats)
-        rows.append({"case": "floor", "nodes": 0, **floor})
-        print(f"floor: {floor['median_s']:.2f} s, {floor['peak_mib']} MiB", flush=True)
-        cases: list[tuple[str, int, Path]] = [("home", 3, ROOT)]
-        cases += [(write_stack(work, n), n, work) for n in SIZES]
-        for stack, nodes, directory in cases:
-            result = measure(
-                ["--stack", stack, "--stack-dir", str(directory), "--out", str(work / "out")], args.repeats
-            )
-            modules = result.pop("sdk_modules", [])
-            result["ratio_to_floor"] = round(result["median_s"] / floor["median_s"], 2)
-            above_floor = max(result["median_s"] - floor["median_s"], 0.0)
-            result["ms_per_resource"] = round(1000 * result["median_s"] / result["resources"], 3)
-            result["ms_per_resource_above_floor"] = round(1000 * above_floor / result["resources"], 3)
+        rows = home_and_floor(work, args.repeats)
+        floor = rows[0]
+        for nodes in SIZES:
+            stack = write_stack(work, nodes)
+            result = measure(["--stack", stack, "--stack-dir", str(work), "--out", str(work / "out")], args.repeats)
+            result = per_resource(result, floor)
+            del result["sdk_modules"], result["components"]
+            show(stack, result)
             rows.append({"case": stack, "nodes": nodes, **result})
-            print(
-                f"{stack:>7}: {result['resources']:5d} resources, {result['median_s']:6.2f} s "
-                f"({result['ratio_to_floor']:.2f}x floor), {result['ms_per_resource']:.2f} ms/resource, "
-                f"{result['peak_mib']} MiB peak",
-                flush=True,
-            )
-            if stack == "home":
-                rows.append(sdk_minimum(work, result, modules, floor, args.repeats))
     by_case = {r["case"]: r for r in rows}
     targets = {
         "home_within_1_5x_floor": by_case["home"]["ratio_to_floor"] <= 1.5,

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from offline.process import exit_now
+
 SDK_PACKAGES = ("pulumi_command", "pulumi_kubernetes", "pulumi_proxmoxve")
 
 
@@ -108,8 +110,9 @@ def main() -> None:
         result = preview(args.stack, args.stack_dir, args.out)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({**result, "peak_mib": round(peak_kib / 1024, 1)}))
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
     main()
+    # Every case ends as `make preview` does, without the interpreter's teardown.
+    exit_now(0)

@@ -21,6 +21,7 @@ import pulumi
 
 from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program, stack_file
 from offline.policy_run import Violation, run_policies
+from offline.process import exit_now
 from offline.reports import Reports
 from plan.placement import PlacementError, place
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
@@ -179,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
