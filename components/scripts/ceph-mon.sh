@@ -1,7 +1,8 @@
-# Create this node's Ceph monitor on its storage address. Safe to re-run: does nothing once
+# Create this node's Ceph monitor on its Ceph public-network address (clients reach monitors
+# there; Proxmox refuses one outside the public network). Safe to re-run: does nothing once
 # the monitor map has it (and starts its service if an interrupted run left it stopped).
 unit="ceph-mon@$NODE.service"
-# `mon dump` lines end in the monitor's name: "0: [v2:10.0.50.11:3300/0,...] mon.pve1".
+# `mon dump` lines end in the monitor's name: "0: [v2:10.0.40.11:3300/0,...] mon.pve1".
 if ceph --connect-timeout 30 mon dump 2>/dev/null | grep -Eq " mon\.$NODE\$"; then
   if ! systemctl is-active --quiet "$unit"; then
     echo "mon.$NODE is in the monitor map but not running: starting $unit"
