@@ -382,6 +382,7 @@ class Workload(Model):
     volumes: list[Volume] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     ha: bool = True
+    # A fixed LAN address for the exposed ports, outside k3s.load_balancer_pool; None: one from the pool.
     load_balancer_ip: IPv4Address | None = None
 
     @model_validator(mode="after")
@@ -605,11 +606,37 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
         raise ValueError("workloads: there are workloads but no k3s cluster to run them")
     for d in _dupes([f"{w.namespace}/{w.name}" for w in c.workloads]):
         raise ValueError(f"workloads: {d} is used twice")
+    if c.k3s is not None:
+        _pinned_load_balancer_ips(c, c.k3s, lan, set(addresses))
+
+
+def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network, addresses: set[str]) -> None:
+    """A pinned address sits on the LAN, outside the pool, and belongs to one workload only.
+
+    kube-vip-cloud-provider counts an address as taken only once it has labelled the Service that
+    pins it, so a pin inside the pool can first be handed to a Service without one: two Services
+    on one address.
+    """
+    taken = addresses | {str(lan.network_address), str(lan.broadcast_address), str(c.networks.lan.gateway)}
+    taken |= {str(k.api_vip)} | ({str(c.quorum_device.address)} if c.quorum_device is not None else set())
+    pinned: dict[IPv4Address, str] = {}
     for i, w in enumerate(c.workloads):
-        if w.load_balancer_ip is not None and c.k3s is not None and w.load_balancer_ip not in c.k3s.load_balancer_pool:
+        ip, where = w.load_balancer_ip, f"workloads[{i}] ({w.name}).load_balancer_ip {w.load_balancer_ip}"
+        if ip is None:
+            continue
+        if ip not in lan:
+            raise ValueError(f"{where} is outside the LAN {lan}")
+        if ip in k.load_balancer_pool:
             raise ValueError(
-                f"workloads[{i}] ({w.name}).load_balancer_ip {w.load_balancer_ip} is outside k3s.load_balancer_pool"
+                f"{where} is inside k3s.load_balancer_pool, which is for Services without a pinned address "
+                f"(the cloud provider could hand it to one of them first); pick an address outside "
+                f"{k.load_balancer_pool.start}-{k.load_balancer_pool.end}"
             )
+        if str(ip) in taken:
+            raise ValueError(f"{where} is already used by a node, guest, the gateway, the API VIP or the qdevice")
+        if ip in pinned:
+            raise ValueError(f"{where} is already pinned by workload {pinned[ip]}")
+        pinned[ip] = w.name
 
 
 def format_errors(exc: Exception) -> str:
