@@ -340,6 +340,9 @@ class K3s(Model):
     agents: list[Name] = Field(default_factory=list)
     api_vip: IPv4Address
     kube_vip_version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = "v0.9.2"
+    # The LAN NIC inside a k3s VM. Proxmox's generated cloud-init network config names NIC n
+    # `eth<n>` by MAC (the program sets ip_configs for both NICs), so the LAN NIC is eth0 whatever
+    # the image's own naming (ens18 on Debian cloud images).
     vip_interface: str = "eth0"
     load_balancer_pool: AddressRange
     ceph_csi_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "3.14.1"
