@@ -34,6 +34,10 @@ INSTALLER = "https://get.k3s.io"
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
 SERVER_TOKEN = "/var/lib/rancher/k3s/server/token"
 JOIN_TOKEN_FILE = "/etc/rancher/k3s/join-token"
+# Every flag lives here rather than on the installer's command line: the installer bakes its
+# arguments into the systemd unit and only runs on a new version, so a changed flag would never
+# reach a running node. The script restarts k3s when this file changes.
+CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
 # etcd snapshots on each server every 6 hours, a week of them: a bad upgrade or a lost quorum
 # can be rolled back with `k3s server --cluster-reset --cluster-reset-restore-path=...`.
 SNAPSHOT_CRON = "0 */6 * * *"
@@ -177,8 +181,45 @@ def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
     ]
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a shared value out in full each time, not as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def kube_vip_manifest(spec: K3s) -> str:
-    return yaml.safe_dump_all(kube_vip_documents(spec), sort_keys=False)
+    return yaml.dump_all(kube_vip_documents(spec), Dumper=_PlainDumper, sort_keys=False)
+
+
+def node_config(spec: K3s, guest: str, address: str, role: str) -> str:
+    """The guest's k3s config file (`CONFIG_FILE`) for ROLE: server-init, server-join or agent.
+
+    No node label: k3s puts its `node-label`s back on every start, so one baked in here would undo
+    the Proxmox-host label `k3s-label` keeps right when the VM moves.
+    """
+    config: dict[str, Any] = {
+        "node-name": guest,
+        "node-ip": address,
+        # The LAN NIC: pod traffic stays off the Ceph VLAN whatever the VM's routes say.
+        "flannel-iface": spec.vip_interface,
+    }
+    if role == "server-init":
+        config["cluster-init"] = True
+    else:
+        # Joins go through the VIP: a fixed registration address that does not die with one server.
+        config |= {"server": f"https://{spec.api_vip}:{API_PORT}", "token-file": JOIN_TOKEN_FILE}
+    if role != "agent":
+        config |= {
+            "tls-san": [str(spec.api_vip)],
+            # servicelb and traefik: kube-vip announces LoadBalancer addresses, and traefik's own
+            # LoadBalancer Service would take an address from the pool. local-storage: volumes
+            # come from Ceph, so a pod is never tied to one VM's disk.
+            "disable": ["servicelb", "traefik", "local-storage"],
+            "etcd-snapshot-schedule-cron": SNAPSHOT_CRON,
+            "etcd-snapshot-retention": SNAPSHOT_RETENTION,
+        }
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -221,19 +262,14 @@ class K3sCluster(pulumi.ComponentResource):
                 "role": role,
                 "version": spec.version,
                 "node_name": guest,
-                "node_ip": str(cluster.guest(guest).address),
-                "node_label": f"{PROXMOX_NODE_LABEL}={placement[guest]}",
                 "api_vip": str(spec.api_vip),
                 "installer": INSTALLER,
                 "token_file": JOIN_TOKEN_FILE,
+                "config_file": CONFIG_FILE,
+                "k3s_config": node_config(spec, guest, str(cluster.guest(guest).address), role),
             }
             if role != "agent":
-                params |= {
-                    "manifests": MANIFESTS,
-                    "kube_vip_manifest": manifest,
-                    "snapshot_cron": SNAPSHOT_CRON,
-                    "snapshot_retention": SNAPSHOT_RETENTION,
-                }
+                params |= {"manifests": MANIFESTS, "kube_vip_manifest": manifest}
             return command.remote.Command(
                 f"{guest}-k3s",
                 command.remote.CommandArgs(
@@ -241,7 +277,8 @@ class K3sCluster(pulumi.ComponentResource):
                     create=remote.script("k3s-install", **params),
                     # The token goes on stdin: secret in the state, absent from the script text.
                     stdin=token,
-                    # A new version replaces (re-runs) the install: an upgrade in place. No delete
+                    # A new version replaces (re-runs) the install: an upgrade in place; a changed
+                    # config re-runs it too (it is in the script) and restarts k3s. No delete
                     # command, so neither a replacement nor a destroy uninstalls k3s.
                     triggers=[spec.version],
                     add_previous_output_in_env=False,
@@ -306,6 +343,9 @@ class K3sCluster(pulumi.ComponentResource):
                 create=remote.script("k3s-kubeconfig", api_vip=str(spec.api_vip)),
                 logging=command.remote.Logging.STDERR,
                 add_previous_output_in_env=False,
+                # Its client certificate lasts a year; k3s renews it when it restarts near the end,
+                # and an upgrade restarts every node: read it again then.
+                triggers=[spec.version],
             ),
             # After every node and label: what uses the kubeconfig finds the whole cluster ready.
             opts=pulumi.ResourceOptions(

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from components import remote
 from components.k3s import (
+    CONFIG_FILE,
     INSTALLER,
     JOIN_TOKEN_FILE,
     OUT_OF_SERVICE,
@@ -18,6 +20,8 @@ from components.k3s import (
     check_server_spread,
     cordoned,
     kube_vip_documents,
+    kube_vip_manifest,
+    node_config,
 )
 from offline.harness import UNKNOWN, ProgramRun, Resource
 from spec.models import Cluster, K3s
@@ -59,11 +63,12 @@ def test_servers_run_on_three_different_proxmox_hosts(stack: str) -> None:
     server_hosts = [hosts[s] for s in spec.servers]
     assert len(server_hosts) == 3
     assert len(set(server_hosts)) == len(server_hosts), server_hosts
-    # Each node's label names the host its VM is on: what the workloads spread across.
+    # Each node's label names the host its VM is on: what the workloads spread across. Only the
+    # label command sets it: k3s would put a label from its own config back on every restart.
     for name in [*spec.servers, *spec.agents]:
         label = f"{PROXMOX_NODE_LABEL}={hosts[name]}"
-        assert params(install(run, name).inputs["create"])["NODE_LABEL"] == label
         assert f"LABEL={label}" in run.named(f"{name}-k3s-label").inputs["create"]
+        assert PROXMOX_NODE_LABEL not in install(run, name).inputs["create"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -125,6 +130,8 @@ def test_kubeconfig_is_a_secret_that_points_at_the_api_vip(stack: str) -> None:
     assert read.inputs["logging"] == "stderr"
     assert params(read.inputs["create"])["API_VIP"] == str(spec.api_vip)
     assert read.inputs["connection"]["host"] == str(spec.api_vip)
+    # Read again on an upgrade, which restarts k3s and so renews its client certificate.
+    assert read.inputs["triggers"] == [spec.version]
     # Read once the whole cluster is up, so nothing using it races the joins.
     assert {install(run, n).urn for n in [*spec.servers, *spec.agents]} <= set(read.dependencies)
     provider = next(r for r in run.of_type(K8S_PROVIDER))
@@ -215,33 +222,30 @@ def render(role: str, version: str = VERSION) -> str:
         "role": role,
         "version": version,
         "node_name": "k3s-server-1",
-        "node_ip": "10.0.10.31",
-        "node_label": f"{PROXMOX_NODE_LABEL}=pve1",
         "api_vip": str(spec.api_vip),
         "installer": INSTALLER,
         "token_file": JOIN_TOKEN_FILE,
+        "config_file": CONFIG_FILE,
+        "k3s_config": node_config(spec, "k3s-server-1", "10.0.10.31", role),
     }
     if role != "agent":
-        params |= {
-            "manifests": "/var/lib/rancher/k3s/server/manifests",
-            "kube_vip_manifest": "kind: DaemonSet",
-            "snapshot_cron": "0 */6 * * *",
-            "snapshot_retention": 28,
-        }
+        params |= {"manifests": "/var/lib/rancher/k3s/server/manifests", "kube_vip_manifest": "kind: DaemonSet"}
     return remote.script("k3s-install", **params)
 
 
-def run_install(tmp_path: Path, role: str, installed: str | None, active: bool = True) -> ScriptRun:
+def run_install(
+    tmp_path: Path, role: str, installed: str | None, active: bool = True, files_differ: bool = True
+) -> ScriptRun:
     tmp_path.mkdir(parents=True, exist_ok=True)
     text = render(role)
     # What pulumi-command pipes to the joins: the token on stdin (nothing for the first server).
     stdin = f"exec 0<<<'{TOKEN}'\n" if role != "server-init" else "exec 0</dev/null\n"
     text = text.replace(remote.HEADER, remote.HEADER + stdin, 1)
     stubs = {
-        # sudo runs nothing: it records, keeps what is written through it, and reports files as
-        # differing so every write shows.
+        # sudo runs nothing: it records, keeps what is written through it, and reports every file
+        # as differing (so every write shows) or as already up to date.
         "sudo": (
-            'if [ "$2" = cmp ]; then exit 1; fi\n'
+            f'if [ "$2" = cmp ]; then exit {1 if files_differ else 0}; fi\n'
             'if [ "$2" = sh ]; then cat >"$STATE/$(basename "${*: -1}")"; exit 0; fi\n'
             "if [ -p /dev/stdin ]; then cat >/dev/null; fi"
         ),
@@ -261,35 +265,44 @@ def installer_args(run: ScriptRun) -> list[str]:
     return call[call.index("-") + 1 :]
 
 
+def written_config(tmp_path: Path) -> dict[str, object]:
+    config: dict[str, object] = yaml.safe_load((tmp_path / "state" / Path(CONFIG_FILE).name).read_text())
+    return config
+
+
 def test_first_server_installs_with_cluster_init(tmp_path: Path) -> None:
     run = run_install(tmp_path, "server-init", installed=None)
     assert run.returncode == 0, run.stderr
-    args = installer_args(run)
-    assert args[:2] == ["server", "--cluster-init"]
-    assert "--server" not in args and "--token-file" not in args
+    # Every flag is in the config file; the installer's own arguments would be baked into the unit.
+    assert installer_args(run) == ["server"]
     spec = spec_of(stack_cluster("home"))
-    for flag in (
-        ["--tls-san", str(spec.api_vip)],
-        ["--disable", "servicelb"],
-        ["--disable", "local-storage"],
-        ["--disable", "traefik"],
-        ["--etcd-snapshot-schedule-cron", "0 */6 * * *"],
-        ["--node-label", f"{PROXMOX_NODE_LABEL}=pve1"],
-        ["--node-ip", "10.0.10.31"],
-    ):
-        assert any(args[i : i + 2] == flag for i in range(len(args))), f"{flag} missing from {args}"
+    assert written_config(tmp_path) == {
+        "node-name": "k3s-server-1",
+        "node-ip": "10.0.10.31",
+        "flannel-iface": spec.vip_interface,
+        "cluster-init": True,
+        "tls-san": [str(spec.api_vip)],
+        "disable": ["servicelb", "traefik", "local-storage"],
+        "etcd-snapshot-schedule-cron": "0 */6 * * *",
+        "etcd-snapshot-retention": 28,
+    }
     assert (tmp_path / "state" / "kube-vip.yaml").read_text() == "kind: DaemonSet\n"
     assert run.called("sudo", "-n", "modprobe", "rbd")
+    # The next server waits for this one to be Ready.
+    assert run.called(
+        "sudo", "-n", "k3s", "kubectl", "wait", "--for=condition=Ready", "node/k3s-server-1", "--timeout=5s"
+    )
 
 
 def test_joining_server_uses_the_vip_and_the_token_from_stdin(tmp_path: Path) -> None:
     run = run_install(tmp_path, "server-join", installed=None)
     assert run.returncode == 0, run.stderr
-    args = installer_args(run)
+    assert installer_args(run) == ["server"]
     vip = str(spec_of(stack_cluster("home")).api_vip)
-    assert args[0] == "server" and "--cluster-init" not in args
-    assert args[args.index("--server") + 1] == f"https://{vip}:6443"
-    assert args[args.index("--token-file") + 1] == JOIN_TOKEN_FILE
+    config = written_config(tmp_path)
+    assert "cluster-init" not in config
+    assert config["server"] == f"https://{vip}:6443"
+    assert config["token-file"] == JOIN_TOKEN_FILE
     assert (tmp_path / "state" / Path(JOIN_TOKEN_FILE).name).read_text() == TOKEN + "\n"
     assert all(TOKEN not in " ".join(call) for call in run.calls)  # never on a command line
     assert run.called("curl", "-ksf", "--max-time", "5", f"https://{vip}:6443/cacerts")
@@ -298,29 +311,52 @@ def test_joining_server_uses_the_vip_and_the_token_from_stdin(tmp_path: Path) ->
 def test_agent_joins_without_server_flags(tmp_path: Path) -> None:
     run = run_install(tmp_path, "agent", installed=None)
     assert run.returncode == 0, run.stderr
-    args = installer_args(run)
-    assert args[0] == "agent"
-    assert "--tls-san" not in args and "--disable" not in args and "--cluster-init" not in args
+    assert installer_args(run) == ["agent"]
+    config = written_config(tmp_path)
+    assert not {"tls-san", "disable", "cluster-init", "etcd-snapshot-schedule-cron"} & set(config)
+    assert config["server"] == f"https://{spec_of(stack_cluster('home')).api_vip}:6443"
     assert not (tmp_path / "state" / "kube-vip.yaml").exists()
+    assert not any("kubectl" in call for call in run.calls)  # an agent has no admin kubeconfig
 
 
 @pytest.mark.parametrize("role", ["server-init", "server-join", "agent"])
-def test_rerun_at_the_pinned_version_installs_nothing(tmp_path: Path, role: str) -> None:
-    run = run_install(tmp_path, role, installed=VERSION)
+def test_rerun_at_the_pinned_version_with_the_same_config_changes_nothing(tmp_path: Path, role: str) -> None:
+    run = run_install(tmp_path, role, installed=VERSION, files_differ=False)
     assert run.returncode == 0, run.stderr
     assert "already installed" in run.stdout
     assert not any(c[:3] == ["sudo", "-n", "env"] for c in run.calls)
     assert not any(c[0] == "curl" for c in run.calls)
+    assert not any("restart" in c for c in run.calls)
+
+
+@pytest.mark.parametrize(("role", "service"), [("server-join", "k3s"), ("agent", "k3s-agent")])
+def test_a_changed_config_restarts_a_running_node_without_reinstalling(tmp_path: Path, role: str, service: str) -> None:
+    run = run_install(tmp_path, role, installed=VERSION, files_differ=True)
+    assert run.returncode == 0, run.stderr
+    assert run.called("sudo", "-n", "systemctl", "restart", service)
+    assert not any(c[:3] == ["sudo", "-n", "env"] for c in run.calls)
 
 
 def test_other_version_or_stopped_service_reinstalls(tmp_path: Path) -> None:
     upgrade = run_install(tmp_path / "upgrade", "server-join", installed="v1.32.9+k3s1")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert installer_args(upgrade)[0] == "server"
+    assert installer_args(upgrade) == ["server"]
     # An install interrupted after the binary landed: same version, service not running.
     interrupted = run_install(tmp_path / "interrupted", "agent", installed=VERSION, active=False)
     assert interrupted.returncode == 0, interrupted.stderr
-    assert installer_args(interrupted)[0] == "agent"
+    assert installer_args(interrupted) == ["agent"]
+
+
+def test_node_config_never_carries_a_node_label() -> None:
+    spec = spec_of(stack_cluster("home"))
+    for role in ("server-init", "server-join", "agent"):
+        assert "node-label" not in yaml.safe_load(node_config(spec, "k3s-agent-1", "10.0.10.51", role))
+
+
+def test_kube_vip_manifest_has_no_yaml_aliases() -> None:
+    # Shared label dicts must be written out in full: not every YAML reader takes anchors.
+    text = kube_vip_manifest(spec_of(stack_cluster("home")))
+    assert "&id" not in text and "*id" not in text
 
 
 def test_join_without_a_token_stops(tmp_path: Path) -> None:

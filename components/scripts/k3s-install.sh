@@ -1,12 +1,14 @@
-# Install k3s at the pinned VERSION on this guest. ROLE: `server-init` (the first server, which
-# starts the embedded etcd cluster), `server-join` (another server, joining through the API VIP)
-# or `agent`. Joining nodes read the join token on stdin, so it is neither on a command line
-# nor in this script's text.
-# Safe to re-run: files are rewritten only when they differ, and the installer runs only when the
-# pinned version is not the one installed and active; an upgrade is a new VERSION in the spec.
+# Install k3s at the pinned VERSION on this guest, configured by K3S_CONFIG (written to
+# CONFIG_FILE). ROLE: `server-init` (the first server, which starts the embedded etcd cluster),
+# `server-join` (another server, joining through the API VIP) or `agent`. Joining nodes read the
+# join token on stdin, so it is neither on a command line nor in this script's text.
+# Safe to re-run: files are rewritten only when they differ; the installer runs only when the
+# pinned version is not the one installed and active (an upgrade is a new VERSION in the spec),
+# and a running k3s is restarted only when its config file changed.
 
 # The login user is not root: every change to the system goes through sudo (-n: fail at once
 # instead of waiting for a password prompt nobody answers).
+wrote=false
 put() { # put PATH MODE: write stdin to PATH (root-owned, made private first) when it differs
   local path=$1 mode=$2 content
   content=$(cat)
@@ -14,6 +16,7 @@ put() { # put PATH MODE: write stdin to PATH (root-owned, made private first) wh
     sudo -n install -d -m 0755 "${path%/*}"
     printf '%s\n' "$content" | sudo -n sh -c 'umask 077 && cat >"$1"' put "$path"
     echo "wrote $path"
+    wrote=true # seen by the caller only when put runs in this shell (input from < <(...))
   fi
   sudo -n chmod "$mode" "$path"
 }
@@ -51,44 +54,51 @@ if [ "$service" = k3s ]; then
   printf '%s\n' "$KUBE_VIP_MANIFEST" | put "$MANIFESTS/kube-vip.yaml" 0600
 fi
 
+# Every flag is in the config file, which k3s reads at each start.
+wrote=false
+put "$CONFIG_FILE" 0600 < <(printf '%s' "$K3S_CONFIG")
+config_changed=$wrote
+
 installed=$(k3s --version 2>/dev/null | awk 'NR == 1 {print $3}' || true)
 if [ "$installed" = "$VERSION" ] && systemctl is-active --quiet "$service"; then
-  echo "k3s $VERSION already installed and $service active"
-  exit 0
+  if [ "$config_changed" != true ]; then
+    echo "k3s $VERSION already installed and $service active"
+    exit 0
+  fi
+  echo "k3s config changed: restarting $service"
+  sudo -n systemctl restart "$service"
+else
+  if [ "$ROLE" != server-init ]; then
+    # The join goes through the VIP: wait until kube-vip on an earlier server holds it.
+    for attempt in $(seq 1 60); do
+      if curl -ksf --max-time 5 "https://$API_VIP:6443/cacerts" >/dev/null; then
+        break
+      fi
+      if [ "$attempt" -eq 60 ]; then
+        echo "error: the API VIP $API_VIP does not answer on 6443 after 5 minutes; is kube-vip running?" >&2
+        exit 1
+      fi
+      sleep 5
+    done
+  fi
+  command=server
+  if [ "$service" = k3s-agent ]; then
+    command=agent
+  fi
+  echo "installing k3s $VERSION as $ROLE (was: ${installed:-not installed})"
+  curl -sfL "$INSTALLER" | sudo -n env INSTALL_K3S_VERSION="$VERSION" sh -s - "$command"
 fi
 
-args=(--node-name "$NODE_NAME" --node-ip "$NODE_IP" --node-label "$NODE_LABEL")
-if [ "$ROLE" != server-init ]; then
-  # Joins go through the VIP: a fixed registration address that does not die with one server.
+if [ "$service" = k3s ]; then
+  # The next server restarts or joins only once this one is back: etcd loses one member at a time.
   for attempt in $(seq 1 60); do
-    if curl -ksf --max-time 5 "https://$API_VIP:6443/cacerts" >/dev/null; then
+    if sudo -n k3s kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s >/dev/null 2>&1; then
       break
     fi
     if [ "$attempt" -eq 60 ]; then
-      echo "error: the API VIP $API_VIP does not answer on 6443 after 5 minutes; is kube-vip running?" >&2
+      echo "error: k3s node $NODE_NAME is not Ready after 5 minutes" >&2
       exit 1
     fi
     sleep 5
   done
-  args+=(--server "https://$API_VIP:6443" --token-file "$TOKEN_FILE")
 fi
-if [ "$service" = k3s ]; then
-  # servicelb and traefik: kube-vip announces LoadBalancer addresses, and traefik's own
-  # LoadBalancer Service would take an address from the pool a workload may have asked for.
-  # local-storage: volumes come from Ceph, so a pod is never tied to one VM's disk.
-  args+=(
-    --tls-san "$API_VIP"
-    --disable servicelb --disable traefik --disable local-storage
-    --etcd-snapshot-schedule-cron "$SNAPSHOT_CRON" --etcd-snapshot-retention "$SNAPSHOT_RETENTION"
-  )
-  if [ "$ROLE" = server-init ]; then
-    args=(server --cluster-init "${args[@]}")
-  else
-    args=(server "${args[@]}")
-  fi
-else
-  args=(agent "${args[@]}")
-fi
-
-echo "installing k3s $VERSION as $ROLE (was: ${installed:-not installed})"
-curl -sfL "$INSTALLER" | sudo -n env INSTALL_K3S_VERSION="$VERSION" sh -s - "${args[@]}"
