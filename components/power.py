@@ -12,8 +12,12 @@ from components import remote
 from components.stack import Access
 from spec.models import Node
 
+UNIT = "/etc/systemd/system/homelab-power.service"
+# What the CPU frequency driver offers; absent where the CPU has no frequency scaling.
+GOVERNORS_FILE = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors"
 
-def tuning_script(node: Node) -> str:
+
+def tuning_script(node: Node, unit: str = UNIT, governors_file: str = GOVERNORS_FILE) -> str:
     t = node.power_tuning
     return remote.script(
         "power-tuning",
@@ -21,6 +25,8 @@ def tuning_script(node: Node) -> str:
         aspm=t.pcie_aspm or "",
         powertop="yes" if t.powertop_auto_tune else "no",
         usb_autosuspend="yes" if t.usb_autosuspend else "no",
+        unit=unit,
+        governors_file=governors_file,
     )
 
 

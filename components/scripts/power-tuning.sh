@@ -1,22 +1,33 @@
 # Low-power settings for a Proxmox node, applied now and at every boot by a oneshot unit.
 # Safe to re-run: the unit is rewritten only when its content changes.
-unit=/etc/systemd/system/homelab-power.service
 if [ "$POWERTOP" = "yes" ] && ! command -v powertop >/dev/null 2>&1; then
   # A fresh node may have empty package lists; the enterprise repository answers 401 without a
   # subscription, which fails `update` but leaves the Debian lists usable.
   apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends powertop
 fi
-steps=("/bin/sh -c 'for g in /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor; do echo $GOVERNOR > \$\$g; done'")
+# A CPU without frequency scaling (a nested lab node) has no governor to set; one that has it
+# must offer the spec's governor (intel_pstate offers only powersave and performance).
+available=$GOVERNORS_FILE
+if [ -r "$available" ] && ! grep -qw -- "$GOVERNOR" "$available"; then
+  echo "error: power_tuning.governor $GOVERNOR is not offered by this node's CPU driver (it offers: $(cat "$available"))" >&2
+  exit 1
+fi
+# Each step is best effort at boot ("-"): one tunable the firmware refuses must not skip the rest.
+steps=("-/bin/sh -c 'for g in /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor; do [ -e \$\$g ] && echo $GOVERNOR > \$\$g; done; true'")
 if [ -n "$ASPM" ]; then
-  steps+=("/bin/sh -c 'echo $ASPM > /sys/module/pcie_aspm/parameters/policy || true'")
+  steps+=("-/bin/sh -c 'echo $ASPM > /sys/module/pcie_aspm/parameters/policy'")
 fi
 if [ "$POWERTOP" = "yes" ]; then
-  steps+=("/usr/sbin/powertop --auto-tune")
+  steps+=("-/usr/sbin/powertop --auto-tune")
+  # powertop also lets every PCI device sleep when idle, NICs and the USB4/Thunderbolt
+  # controllers included: a NIC asleep after losing link may miss the cable coming back, and a
+  # bond member or mesh link would stay down. Keep the network devices awake.
+  steps+=("-/bin/sh -c 'for c in /sys/class/net/*/device/power/control /sys/bus/pci/drivers/thunderbolt/*/power/control; do [ -e \$\$c ] && echo on > \$\$c; done; true'")
 fi
 if [ "$USB_AUTOSUSPEND" = "no" ]; then
   # powertop also suspends USB devices, which drops some USB NICs and keyboards: undo that.
-  steps+=("/bin/sh -c 'for c in /sys/bus/usb/devices/*/power/control; do echo on > \$\$c; done'")
+  steps+=("-/bin/sh -c 'for c in /sys/bus/usb/devices/*/power/control; do [ -e \$\$c ] && echo on > \$\$c; done; true'")
 fi
 wanted=$(
   printf '[Unit]\nDescription=homelab power tuning\nAfter=multi-user.target\n\n'
@@ -24,8 +35,8 @@ wanted=$(
   for step in "${steps[@]}"; do printf 'ExecStart=%s\n' "$step"; done
   printf '\n[Install]\nWantedBy=multi-user.target\n'
 )
-if [ ! -f "$unit" ] || [ "$(cat "$unit")" != "$wanted" ]; then
-  printf '%s\n' "$wanted" > "$unit"
+if [ ! -f "$UNIT" ] || [ "$(cat "$UNIT")" != "$wanted" ]; then
+  printf '%s\n' "$wanted" >"$UNIT"
   systemctl daemon-reload
 fi
 systemctl enable homelab-power.service
