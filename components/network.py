@@ -110,6 +110,11 @@ class NodeNetwork(pulumi.ComponentResource):
         self.register_outputs({"bridge": self.bridge, "storage_interfaces": self.storage_interfaces})
 
 
+# OpenFabric timers, in seconds: a dead cable is routed around within a few hellos.
+HELLO_INTERVAL = 1
+CSNP_INTERVAL = 2
+
+
 class StorageMesh(pulumi.ComponentResource):
     """A full mesh of direct node-to-node cables for Ceph, routed by an SDN OpenFabric fabric.
 
@@ -127,8 +132,8 @@ class StorageMesh(pulumi.ComponentResource):
             proxmoxve.sdn.fabric.OpenfabricArgs(
                 resource_id=net.storage.fabric,
                 ip_prefix=str(net.ceph.cluster),
-                hello_interval=1,
-                csnp_interval=2,
+                hello_interval=HELLO_INTERVAL,
+                csnp_interval=CSNP_INTERVAL,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=wait),
         )
@@ -147,7 +152,7 @@ class StorageMesh(pulumi.ComponentResource):
         ]
         # SDN changes are staged until applied cluster-wide. The applier acts when it is created,
         # so it is replaced whenever what it applies changes.
-        staged = [str(net.ceph.cluster)] + [
+        staged = [str(net.ceph.cluster), f"hello={HELLO_INTERVAL}", f"csnp={CSNP_INTERVAL}"] + [
             f"{n.name}={n.storage_address}:{','.join(link.nic for link in n.mesh_links)}" for n in cluster.nodes
         ]
         self.applied = proxmoxve.sdn.Applier(
