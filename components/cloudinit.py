@@ -15,8 +15,9 @@ import yaml
 
 from spec.models import Cluster
 
-# The agent lets Proxmox shut guests down cleanly, freeze filesystems for backups and report IPs.
-BASE_PACKAGES = ("qemu-guest-agent",)
+# The guest agent lets Proxmox shut guests down cleanly, freeze filesystems for backups and
+# report IPs; curl fetches the k3s installer (not every cloud image ships it).
+BASE_PACKAGES = ("curl", "qemu-guest-agent")
 
 
 def user_data(cluster: Cluster, packages: list[str]) -> str:

@@ -81,5 +81,5 @@ def test_user_data_content() -> None:
     assert snippet.inputs["sourceRaw"]["fileName"].startswith("homelab-user-data-")
     assert doc["users"][0]["ssh_authorized_keys"] == cluster.access.ssh_public_keys
     assert doc["ssh_pwauth"] is False
-    assert "qemu-guest-agent" in doc["packages"] and "open-iscsi" in doc["packages"]
+    assert {"qemu-guest-agent", "curl", "open-iscsi"} <= set(doc["packages"])
     assert ["systemctl", "enable", "--now", "qemu-guest-agent"] in doc["runcmd"]
