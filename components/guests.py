@@ -61,7 +61,9 @@ class GuestTemplates(pulumi.ComponentResource):
                     checksum_algorithm=image.checksum_algorithm if image.checksum else None,
                     overwrite=False,
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts)),
+                # The file name stays when the URL changes: the old file goes first, or the new
+                # download finds it there and fails.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts), delete_before_replace=True),
             )
             self.templates[key] = proxmoxve.VmLegacy(
                 f"{key}-template",
@@ -93,7 +95,9 @@ class GuestTemplates(pulumi.ComponentResource):
                     vga=proxmoxve.VmLegacyVgaArgs(type="serial0"),
                     operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts)),
+                # A fixed VM id: a new template can only be created once the old one is gone.
+                # The clones are full copies and do not need it.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts), delete_before_replace=True),
             )
         self.register_outputs({"templates": sorted(self.templates)})
 
@@ -133,6 +137,7 @@ class Guests(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.wait),
         )
         self.machines = {}
+        self.group_members: dict[str, list[str]] = {}
         for guest in cluster.guests:
             if guest.kind == "vm":
                 self.machines[guest.name] = self._vm(guest, templates)
@@ -157,7 +162,12 @@ class Guests(pulumi.ComponentResource):
                         content_type="snippets",
                         source_raw=proxmoxve.FileLegacySourceRawArgs(data=content, file_name=name),
                     ),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, self.snippets_allowed]),
+                    # Kept on the node when the spec moves on to new user-data: VMs created
+                    # from it still name it, and Proxmox rebuilds their cloud-init drive from it
+                    # at every start.
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[*self.wait, self.snippets_allowed], retain_on_delete=True
+                    ),
                 )
                 for node in self.cluster.nodes
             }
@@ -179,6 +189,17 @@ class Guests(pulumi.ComponentResource):
                 ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(address=f"{guest.ceph_address}/{prefix}")
             )
         ]
+
+    def _previous_of_group(self, guest: Guest) -> list[pulumi.Resource]:
+        """The last guest of the same anti-affinity group: its members are created and changed one
+        after another, so a change that reboots them (cores, memory) never takes down two k3s
+        servers, and etcd keeps its quorum."""
+        group = guest.anti_affinity
+        if group is None:
+            return []
+        previous: list[pulumi.Resource] = [self.machines[name] for name in self.group_members.get(group, [])[-1:]]
+        self.group_members.setdefault(group, []).append(guest.name)
+        return previous
 
     def _vm(self, guest: Guest, templates: GuestTemplates) -> proxmoxve.VmLegacy:
         assert guest.image is not None  # the spec requires an image for a VM
@@ -263,7 +284,17 @@ class Guests(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template], protect=guest.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.wait, template, *self._previous_of_group(guest)],
+                protect=guest.protect,
+                # The provider replaces a VM for a new clone source or new user-data. Both only
+                # shape the first boot (cloud-init runs once per instance), so an existing VM
+                # keeps its disk and its etcd member; rebuild one on purpose with `--replace`.
+                ignore_changes=["clone", "initialization.userDataFileId"],
+                # A fixed VM id: a replacement can only be created once the old VM is gone.
+                delete_before_replace=True,
+            ),
         )
 
     def _lxc_template(self, guest: Guest) -> pulumi.Resource:
@@ -332,5 +363,11 @@ class Guests(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.wait, template], protect=guest.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.wait, template, *self._previous_of_group(guest)],
+                protect=guest.protect,
+                # A fixed container id: a replacement can only be created once the old one is gone.
+                delete_before_replace=True,
+            ),
         )

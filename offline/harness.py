@@ -52,6 +52,8 @@ class Resource:
     provider: str = ""
     retain_on_delete: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     @property
     def parent_name(self) -> str:
@@ -118,6 +120,8 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
                 provider=request.provider,
                 retain_on_delete=bool(request.retainOnDelete),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                ignore_changes=list(request.ignoreChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
         return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from plan.placement import place
@@ -65,6 +67,39 @@ def test_vm_user_data_snippet_is_referenced() -> None:
     vm = run.named("k3s-agent-1").inputs
     snippet = next(r for r in run.of_type("proxmoxve:index/fileLegacy:FileLegacy") if r.inputs["nodeName"] == "pve1")
     assert vm["initialization"]["userDataFileId"] == f"{snippet.name}-id"
+
+
+def test_first_boot_inputs_never_replace_a_running_vm() -> None:
+    run = program("home")
+    for vm in run.of_type(VM):
+        # A fixed VM id: any replacement must delete the old VM first, or the create fails.
+        assert vm.delete_before_replace, vm.name
+        if not vm.inputs.get("template"):
+            # New user-data or a new template would make the provider rebuild every VM at once.
+            assert set(vm.ignore_changes) == {"clone", "initialization.userDataFileId"}, vm.name
+    for ct in run.of_type(CT):
+        assert ct.delete_before_replace and not ct.ignore_changes
+    assert run.named("debian-13-image").delete_before_replace
+    # Old user-data stays on the nodes: VMs still name it, and Proxmox reads it at every start.
+    snippets = run.of_type("proxmoxve:index/fileLegacy:FileLegacy")
+    assert snippets and all(s.retain_on_delete for s in snippets)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_guests_kept_apart_are_changed_one_at_a_time(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    machines = {r.name: r for r in run.of_type(VM) + run.of_type(CT) if not r.inputs.get("template")}
+    groups: dict[str, list[str]] = {}
+    for guest in cluster.guests:
+        if guest.anti_affinity is not None:
+            groups.setdefault(guest.anti_affinity, []).append(guest.name)
+    assert groups
+    for members in groups.values():
+        for before, after in pairwise(members):
+            assert machines[before].urn in machines[after].dependencies, f"{after} must follow {before}"
+        # Nothing else chains them: other guests (and other groups) are not held back.
+        others = {machines[n].urn for n in machines if n not in members}
+        assert not others & set(machines[members[0]].dependencies)
 
 
 def test_guests_wait_for_the_ceph_pools() -> None:
