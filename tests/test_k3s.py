@@ -376,16 +376,18 @@ def test_unknown_role_stops(tmp_path: Path) -> None:
 def test_cordon_taints_out_of_service_only_a_node_that_is_down(tmp_path: Path) -> None:
     text = remote.script("k3s-cordon", node="k3s-server-1", out_of_service=OUT_OF_SERVICE, timeout="10m")
     (tmp_path / "down").mkdir()
-    (tmp_path / "up").mkdir()
     down = run_with_stubs(
-        text, tmp_path / "down", {"sudo": 'case "$*" in *jsonpath*) echo False ;; esac', "sleep": "exit 0"}
+        text, tmp_path / "down", {"sudo": 'case "$*" in *jsonpath*) echo Unknown ;; esac', "sleep": "exit 0"}
     )
     assert down.returncode == 0, down.stderr
     assert down.called("sudo", "-n", "k3s", "kubectl", "taint", "node", "k3s-server-1", OUT_OF_SERVICE, "--overwrite")
     assert any(c[3:5] == ["kubectl", "drain"] for c in down.calls)
-    up = run_with_stubs(
-        text, tmp_path / "up", {"sudo": 'case "$*" in *jsonpath*) echo True ;; esac', "sleep": "exit 0"}
-    )
-    assert up.returncode == 0, up.stderr
-    assert not any("taint" in c for c in up.calls)
-    assert any(c[3:5] == ["kubectl", "drain"] for c in up.calls)
+    # Ready or NotReady (False): a kubelet is still running there, so its volumes stay attached.
+    for status in ("True", "False"):
+        (tmp_path / status).mkdir()
+        up = run_with_stubs(
+            text, tmp_path / status, {"sudo": f'case "$*" in *jsonpath*) echo {status} ;; esac', "sleep": "exit 0"}
+        )
+        assert up.returncode == 0, up.stderr
+        assert not any("taint" in c for c in up.calls), status
+        assert any(c[3:5] == ["kubectl", "drain"] for c in up.calls)
