@@ -588,7 +588,11 @@ def _ha_workloads(cluster: Cluster, inv: Inventory) -> list[Finding]:
     hosts = len({g.node for g in inv.guests if g.name in k3s_vms and g.node is not None})
     findings: list[Finding] = []
     for w in inv.workloads:
-        if not w.ha or w.replicas is None:
+        if w.replicas is None:
+            continue
+        if not w.ha:
+            # No budget needed, but one that lets no pod go would hang every drain all the same.
+            findings += _disruption_budget(w, inv.pdbs, required=False)
             continue
         label = f'{w.kind} {_where(w.namespace, w.name)} (labelled {HA_LABEL}: "true")'
         if w.replicas < 2:
@@ -603,13 +607,15 @@ def _ha_workloads(cluster: Cluster, inv: Inventory) -> list[Finding]:
                     w.urn,
                 )
             )
-        findings += _disruption_budget(w, inv.pdbs)
+        findings += _disruption_budget(w, inv.pdbs, required=True)
     return findings
 
 
-def _disruption_budget(w: WorkloadDecl, pdbs: list[PdbDecl]) -> list[Finding]:
+def _disruption_budget(w: WorkloadDecl, pdbs: list[PdbDecl], required: bool) -> list[Finding]:
     replicas = w.replicas or 0
     budgets = [pdb for pdb in pdbs if pdb.may_select(w)]
+    if not budgets and not required:
+        return []
     if not budgets:
         return [
             (
@@ -636,7 +642,8 @@ def _disruption_budget(w: WorkloadDecl, pdbs: list[PdbDecl]) -> list[Finding]:
             findings.append(
                 (
                     f"PodDisruptionBudget {_where(pdb.namespace, pdb.name)} lets no pod of {w.name} ({replicas} "
-                    "replicas) be evicted: draining a k3s node for an upgrade would hang; use maxUnavailable: 1",
+                    f"replica{'' if replicas == 1 else 's'}) be evicted: draining a k3s node for an upgrade would "
+                    "hang; use maxUnavailable: 1",
                     pdb.urn,
                 )
             )

@@ -221,6 +221,17 @@ def test_disruption_budget_must_let_one_pod_go(change: dict[str, Any], delete: l
     assert v.resource == named(stack, "apps-whoami", rules.PDB).urn
 
 
+def test_a_budget_that_blocks_drains_is_refused_for_single_replica_workloads_too() -> None:
+    # Jellyfin runs one replica (not HA): no budget is required, but one with minAvailable 1
+    # would make every drain of its node hang.
+    blocking = edit(
+        full_stack("home"), "media-jellyfin", {"spec.minAvailable": 1}, typ=rules.PDB, delete=["spec.maxUnavailable"]
+    )
+    v = only(check(blocking), "replica-counts")
+    assert "PodDisruptionBudget media/jellyfin lets no pod of jellyfin (1 replica) be evicted" in v.message
+    assert check(without(full_stack("home"), "media-jellyfin", typ=rules.PDB)) == []
+
+
 def test_ha_workload_needs_a_disruption_budget() -> None:
     missing = without(full_stack("home"), "apps-whoami", typ=rules.PDB)
     v = only(check(missing), "replica-counts")
