@@ -280,6 +280,19 @@ def _service_ports(ports: Sequence[Port]) -> list[k8s.core.v1.ServicePortArgs]:
     ]
 
 
+def readiness_probe(w: Workload) -> k8s.core.v1.ProbeArgs | None:
+    """Ready once the app answers: before that a Service sends it nothing, and a rollout or drain
+    does not count it as serving."""
+    port = w.readiness_port
+    if port is None:
+        return None
+    if w.ready_path is not None:
+        http = k8s.core.v1.HTTPGetActionArgs(path=w.ready_path, port=port)
+        return k8s.core.v1.ProbeArgs(http_get=http, period_seconds=10, failure_threshold=3)
+    tcp = k8s.core.v1.TCPSocketActionArgs(port=port)
+    return k8s.core.v1.ProbeArgs(tcp_socket=tcp, period_seconds=10, failure_threshold=3)
+
+
 class Workloads(pulumi.ComponentResource):
     """Every workload of the spec, with its namespace, Service and disruption budget."""
 
@@ -346,6 +359,7 @@ class Workloads(pulumi.ComponentResource):
             ),
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name=v.name, mount_path=v.mount_path) for v in w.volumes]
             or None,
+            readiness_probe=readiness_probe(w),
         )
         pod = k8s.core.v1.PodTemplateSpecArgs(
             metadata=Meta(labels=labels),

@@ -387,6 +387,10 @@ class Workload(Model):
     ha: bool = True
     # A fixed LAN address for the exposed ports, outside k3s.load_balancer_pool; None: one from the pool.
     load_balancer_ip: IPv4Address | None = None
+    # A pod gets traffic (and counts for its disruption budget) once it answers on this TCP port
+    # (default: its first TCP port); with ready_path, once an HTTP GET there succeeds.
+    ready_port: str | None = None
+    ready_path: Annotated[str, Field(pattern=r"^/")] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -401,7 +405,17 @@ class Workload(Model):
         names = [p.name for p in self.ports]
         if len(set(names)) != len(names):
             raise ValueError(f"ports {names} names a port twice")
+        tcp = [p.name for p in self.ports if p.protocol == "TCP"]
+        if self.ready_port is not None and self.ready_port not in tcp:
+            raise ValueError(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
+        if self.ready_path is not None and not tcp:
+            raise ValueError("ready_path needs a TCP port to send the HTTP check to")
         return self
+
+    @property
+    def readiness_port(self) -> str | None:
+        """The TCP port the readiness check uses, or None when the workload has none."""
+        return self.ready_port or next((p.name for p in self.ports if p.protocol == "TCP"), None)
 
 
 # --- the cluster --------------------------------------------------------------------------

@@ -169,6 +169,21 @@ def test_workloads_carry_replicas_resources_and_the_ha_label(stack: str) -> None
         ]
 
 
+def test_a_pod_is_ready_once_it_answers_on_its_port() -> None:
+    run, cluster = program("home"), stack_cluster("home")
+    probes = {
+        w.name: owner(run, w).inputs["spec"]["template"]["spec"]["containers"][0].get("readinessProbe")
+        for w in cluster.workloads
+    }
+    # AdGuard: its admin port answers from the first-run wizard on, DNS only after it.
+    assert probes["adguard-home"] == {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    assert probes["whoami"] == {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    # The rest: their first TCP port.
+    assert probes["jellyfin"] is not None and probes["jellyfin"]["tcpSocket"] == {"port": "http"}
+    udp_only = Workload(name="dns", image="example/dns:1", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    assert udp_only.readiness_port is None
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_workloads_with_volumes_are_protected_statefulsets_on_the_default_class(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)
