@@ -31,7 +31,8 @@ PROXMOX_NODE_LABEL = "homelab/proxmox-node"
 API_PORT = 6443
 # The upstream installer; INSTALL_K3S_VERSION pins the binary it fetches and checks by sha256.
 INSTALLER = "https://get.k3s.io"
-MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
+DATA_DIR = "/var/lib/rancher/k3s"
+MANIFESTS = f"{DATA_DIR}/server/manifests"
 SERVER_TOKEN = "/var/lib/rancher/k3s/server/token"
 JOIN_TOKEN_FILE = "/etc/rancher/k3s/join-token"
 # Every flag lives here rather than on the installer's command line: the installer bakes its
@@ -266,6 +267,7 @@ class K3sCluster(pulumi.ComponentResource):
                 "installer": INSTALLER,
                 "token_file": JOIN_TOKEN_FILE,
                 "config_file": CONFIG_FILE,
+                "data_dir": DATA_DIR,
                 "k3s_config": node_config(spec, guest, str(cluster.guest(guest).address), role),
             }
             if role != "agent":

@@ -226,6 +226,7 @@ def render(role: str, version: str = VERSION) -> str:
         "installer": INSTALLER,
         "token_file": JOIN_TOKEN_FILE,
         "config_file": CONFIG_FILE,
+        "data_dir": "/var/lib/rancher/k3s",
         "k3s_config": node_config(spec, "k3s-server-1", "10.0.10.31", role),
     }
     if role != "agent":
@@ -234,7 +235,13 @@ def render(role: str, version: str = VERSION) -> str:
 
 
 def run_install(
-    tmp_path: Path, role: str, installed: str | None, active: bool = True, files_differ: bool = True
+    tmp_path: Path,
+    role: str,
+    installed: str | None,
+    active: bool = True,
+    files_differ: bool = True,
+    vip_answers: bool = False,
+    has_etcd_data: bool = False,
 ) -> ScriptRun:
     tmp_path.mkdir(parents=True, exist_ok=True)
     text = render(role)
@@ -246,12 +253,16 @@ def run_install(
         # as differing (so every write shows) or as already up to date.
         "sudo": (
             f'if [ "$2" = cmp ]; then exit {1 if files_differ else 0}; fi\n'
+            f'if [ "$2" = test ]; then exit {0 if has_etcd_data else 1}; fi\n'
             'if [ "$2" = sh ]; then cat >"$STATE/$(basename "${*: -1}")"; exit 0; fi\n'
             "if [ -p /dev/stdin ]; then cat >/dev/null; fi"
         ),
         "k3s": f"echo 'k3s version {installed} (1a2b3c4d)'" if installed else "exit 127",
         "systemctl": "exit 0" if active else "exit 3",
-        "curl": 'case "$*" in *cacerts*) exit 0 ;; *) echo "echo installer" ;; esac',
+        # The VIP answers for a join (an earlier server holds it); for the first server only when
+        # a cluster already runs there.
+        "curl": f'case "$*" in *cacerts*) exit {0 if vip_answers or role != "server-init" else 7} ;; '
+        '*) echo "echo installer" ;; esac',
         "cloud-init": "exit 0",
     }
     return run_with_stubs(text, tmp_path, stubs)
@@ -294,6 +305,18 @@ def test_first_server_installs_with_cluster_init(tmp_path: Path) -> None:
     )
 
 
+def test_a_rebuilt_first_server_never_starts_a_second_cluster(tmp_path: Path) -> None:
+    # No etcd data here, yet a cluster answers on the VIP: cluster-init would split it.
+    run = run_install(tmp_path / "rebuilt", "server-init", installed=None, vip_answers=True)
+    assert run.returncode == 1
+    assert "has no etcd data" in run.stderr and "list it last in k3s.servers" in run.stderr
+    assert not any(c[:3] == ["sudo", "-n", "env"] for c in run.calls)
+    assert not (tmp_path / "rebuilt" / "state" / Path(CONFIG_FILE).name).exists()
+    # The first server itself, re-run: it has its etcd data, so the VIP answering is its own.
+    own = run_install(tmp_path / "own", "server-init", installed=VERSION, vip_answers=True, has_etcd_data=True)
+    assert own.returncode == 0, own.stderr
+
+
 def test_joining_server_uses_the_vip_and_the_token_from_stdin(tmp_path: Path) -> None:
     run = run_install(tmp_path, "server-join", installed=None)
     assert run.returncode == 0, run.stderr
@@ -321,7 +344,7 @@ def test_agent_joins_without_server_flags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("role", ["server-init", "server-join", "agent"])
 def test_rerun_at_the_pinned_version_with_the_same_config_changes_nothing(tmp_path: Path, role: str) -> None:
-    run = run_install(tmp_path, role, installed=VERSION, files_differ=False)
+    run = run_install(tmp_path, role, installed=VERSION, files_differ=False, has_etcd_data=True)
     assert run.returncode == 0, run.stderr
     assert "already installed" in run.stdout
     assert not any(c[:3] == ["sudo", "-n", "env"] for c in run.calls)

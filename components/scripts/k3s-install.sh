@@ -30,6 +30,16 @@ case "$ROLE" in
     ;;
 esac
 
+if [ "$ROLE" = server-init ] && ! sudo -n test -d "$DATA_DIR/server/db" &&
+  curl -ksf --max-time 5 "https://$API_VIP:6443/cacerts" >/dev/null; then
+  # A cluster already holds the VIP and this node has no etcd data (a rebuilt first server):
+  # `cluster-init` here would start a second cluster fighting the first for the VIP.
+  echo "error: a k3s API already answers on $API_VIP:6443, but $NODE_NAME has no etcd data; starting" \
+    "a new cluster here would split it. If $NODE_NAME was rebuilt, list it last in k3s.servers so it" \
+    "joins the running cluster." >&2
+  exit 1
+fi
+
 if [ "$ROLE" != server-init ]; then
   token=$(cat)
   if [ -z "$token" ]; then
