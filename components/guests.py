@@ -192,8 +192,9 @@ class Guests(pulumi.ComponentResource):
 
     def _previous_of_group(self, guest: Guest) -> list[pulumi.Resource]:
         """The last guest of the same anti-affinity group: its members are created and changed one
-        after another, so a change that reboots them (cores, memory) never takes down two k3s
-        servers, and etcd keeps its quorum."""
+        after another, so a change that reboots them (cores, memory) restarts one VM at a time.
+        The provider moves on once a VM runs again, not once k3s on it is back: rebooting k3s
+        servers this way leaves etcd a short window on two members between one VM and the next."""
         group = guest.anti_affinity
         if group is None:
             return []

@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
+import pulumi_proxmoxve as proxmoxve
 import yaml
 
 from components import remote
@@ -223,6 +224,17 @@ def node_config(spec: K3s, guest: str, address: str, role: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def machine_identity(machine: pulumi.Resource) -> pulumi.Input[str] | None:
+    """What changes when a VM is created anew: its first NIC's MAC, which Proxmox generates.
+
+    In an install's triggers it re-runs k3s on a rebuilt VM (same name, same VM id), which would
+    otherwise look unchanged to its commands.
+    """
+    if not isinstance(machine, proxmoxve.VmLegacy):
+        return None
+    return machine.network_devices.apply(lambda nics: (nics[0].mac_address or "") if nics else "")
+
+
 class K3sCluster(pulumi.ComponentResource):
     """k3s over SSH on the spec's server and agent guests; `kubeconfig` and `provider` for what runs on it."""
 
@@ -279,10 +291,11 @@ class K3sCluster(pulumi.ComponentResource):
                     create=remote.script("k3s-install", **params),
                     # The token goes on stdin: secret in the state, absent from the script text.
                     stdin=token,
-                    # A new version replaces (re-runs) the install: an upgrade in place; a changed
-                    # config re-runs it too (it is in the script) and restarts k3s. No delete
-                    # command, so neither a replacement nor a destroy uninstalls k3s.
-                    triggers=[spec.version],
+                    # A new version replaces (re-runs) the install: an upgrade in place; so does a
+                    # rebuilt VM. A changed config re-runs it too (it is in the script) and
+                    # restarts k3s. No delete command, so neither a replacement nor a destroy
+                    # uninstalls k3s.
+                    triggers=[spec.version, machine_identity(machines[guest])],
                     add_previous_output_in_env=False,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*before, machines[guest], *after]),
@@ -320,7 +333,7 @@ class K3sCluster(pulumi.ComponentResource):
                 admin,
                 remote.script("k3s-label", node=name, label=f"{PROXMOX_NODE_LABEL}={placement[name]}"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*servers, self.installs[name]]),
-                triggers=[placement[name]],
+                triggers=[placement[name], machine_identity(machines[name])],
             )
             for name in self.installs
         }

@@ -152,17 +152,20 @@ def config_for(stack: str, root: Path = ROOT, cluster: dict[str, Any] | None = N
     return config
 
 
-def run_program(stack: str, config: dict[str, str], root: Path = ROOT) -> ProgramRun:
-    """Run `__main__.py` once under mocks, in a fresh context so runs never share state."""
-    return contextvars.Context().run(_run, stack, config, root)
+def run_program(
+    stack: str, config: dict[str, str], root: Path = ROOT, mocks: pulumi_mocks.Mocks | None = None
+) -> ProgramRun:
+    """Run `__main__.py` once under mocks (OfflineMocks unless given), in a fresh context so runs
+    never share state."""
+    return contextvars.Context().run(_run, stack, config, root, mocks or OfflineMocks())
 
 
-def _run(stack: str, config: dict[str, str], root: Path) -> ProgramRun:
+def _run(stack: str, config: dict[str, str], root: Path, mocks: pulumi_mocks.Mocks) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    monitor = CapturingMonitor(OfflineMocks())
+    monitor = CapturingMonitor(mocks)
     pulumi.runtime.set_all_config(config, secret_keys=list(OFFLINE_SECRETS))
-    pulumi.runtime.set_mocks(OfflineMocks(), project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:

@@ -641,6 +641,8 @@ def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network, addresses: s
         ip, where = w.load_balancer_ip, f"workloads[{i}] ({w.name}).load_balancer_ip {w.load_balancer_ip}"
         if ip is None:
             continue
+        if not any(p.expose for p in w.ports):
+            raise ValueError(f"{where} is set, but none of its ports has expose: true, so nothing would use it")
         if ip not in lan:
             raise ValueError(f"{where} is outside the LAN {lan}")
         if ip in k.load_balancer_pool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from pulumi.runtime import mocks as pulumi_mocks
 
 from components import remote
 from components.k3s import (
@@ -23,7 +25,7 @@ from components.k3s import (
     kube_vip_manifest,
     node_config,
 )
-from offline.harness import UNKNOWN, ProgramRun, Resource
+from offline.harness import UNKNOWN, OfflineMocks, ProgramRun, Resource, config_for, run_program
 from spec.models import Cluster, K3s
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
@@ -101,8 +103,32 @@ def test_version_is_pinned_and_an_upgrade_reruns_the_install(stack: str) -> None
     for name in [*spec.servers, *spec.agents]:
         inputs = install(run, name).inputs
         assert params(inputs["create"])["VERSION"] == spec.version
-        assert inputs["triggers"] == [spec.version]
+        assert inputs["triggers"][0] == spec.version
         assert "delete" not in inputs  # neither a replacement nor a destroy uninstalls k3s
+
+
+class MacMocks(OfflineMocks):
+    """Like the engine after `up`: Proxmox has given each VM's first NIC a MAC of its own."""
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        id_, outputs = super().new_resource(args)
+        if args.typ == VM and outputs.get("networkDevices"):
+            outputs["networkDevices"] = [
+                {**outputs["networkDevices"][0], "macAddress": f"BC:24:11:00:00:{int(args.inputs['vmId']) % 256:02X}"},
+                *outputs["networkDevices"][1:],
+            ]
+        return id_, outputs
+
+
+def test_a_rebuilt_vm_reruns_its_k3s_install_and_label() -> None:
+    # A VM created anew gets a new MAC: its install and label commands then run again.
+    run = run_program("home", config_for("home"), mocks=MacMocks())
+    spec = spec_of(stack_cluster("home"))
+    for name in [*spec.servers, *spec.agents]:
+        vm_id = stack_cluster("home").guest(name).vm_id
+        mac = f"BC:24:11:00:00:{vm_id % 256:02X}"
+        assert install(run, name).inputs["triggers"] == [spec.version, mac]
+        assert run.named(f"{name}-k3s-label").inputs["triggers"][1] == mac
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -242,6 +268,7 @@ def run_install(
     files_differ: bool = True,
     vip_answers: bool = False,
     has_etcd_data: bool = False,
+    flags_in_unit: bool = False,
 ) -> ScriptRun:
     tmp_path.mkdir(parents=True, exist_ok=True)
     text = render(role)
@@ -254,6 +281,7 @@ def run_install(
         "sudo": (
             f'if [ "$2" = cmp ]; then exit {1 if files_differ else 0}; fi\n'
             f'if [ "$2" = test ]; then exit {0 if has_etcd_data else 1}; fi\n'
+            f'if [ "$2" = grep ]; then exit {0 if flags_in_unit else 1}; fi\n'
             'if [ "$2" = sh ]; then cat >"$STATE/$(basename "${*: -1}")"; exit 0; fi\n'
             "if [ -p /dev/stdin ]; then cat >/dev/null; fi"
         ),
@@ -264,6 +292,7 @@ def run_install(
         "curl": f'case "$*" in *cacerts*) exit {0 if vip_answers or role != "server-init" else 7} ;; '
         '*) echo "echo installer" ;; esac',
         "cloud-init": "exit 0",
+        "sleep": "exit 0",
     }
     return run_with_stubs(text, tmp_path, stubs)
 
@@ -299,7 +328,8 @@ def test_first_server_installs_with_cluster_init(tmp_path: Path) -> None:
     }
     assert (tmp_path / "state" / "kube-vip.yaml").read_text() == "kind: DaemonSet\n"
     assert run.called("sudo", "-n", "modprobe", "rbd")
-    # The next server waits for this one to be Ready.
+    # The next server waits for this one: its API server (etcd included) ready, its node Ready.
+    assert run.called("sudo", "-n", "k3s", "kubectl", "get", "--raw", "/readyz")
     assert run.called(
         "sudo", "-n", "k3s", "kubectl", "wait", "--for=condition=Ready", "node/k3s-server-1", "--timeout=5s"
     )
@@ -352,12 +382,28 @@ def test_rerun_at_the_pinned_version_with_the_same_config_changes_nothing(tmp_pa
     assert not any("restart" in c for c in run.calls)
 
 
-@pytest.mark.parametrize(("role", "service"), [("server-join", "k3s"), ("agent", "k3s-agent")])
+@pytest.mark.parametrize(("role", "service"), [("server-init", "k3s"), ("server-join", "k3s"), ("agent", "k3s-agent")])
 def test_a_changed_config_restarts_a_running_node_without_reinstalling(tmp_path: Path, role: str, service: str) -> None:
-    run = run_install(tmp_path, role, installed=VERSION, files_differ=True)
+    run = run_install(tmp_path, role, installed=VERSION, files_differ=True, has_etcd_data=True)
     assert run.returncode == 0, run.stderr
     assert run.called("sudo", "-n", "systemctl", "restart", service)
     assert not any(c[:3] == ["sudo", "-n", "env"] for c in run.calls)
+
+
+def test_a_unit_still_carrying_installer_flags_is_reinstalled_bare(tmp_path: Path) -> None:
+    # Written by an older install: its flags would override the config file at every start.
+    run = run_install(tmp_path, "agent", installed=VERSION, files_differ=False, flags_in_unit=True)
+    assert run.returncode == 0, run.stderr
+    assert installer_args(run) == ["agent"]
+
+
+def test_without_curl_the_install_stops_with_a_reason(tmp_path: Path) -> None:
+    text = render("server-init").replace(remote.HEADER, remote.HEADER + "exec 0</dev/null\n", 1)
+    # Only the stubs' folder on PATH, plus what bash needs for `seq`: no curl anywhere.
+    text = text.replace(remote.HEADER, remote.HEADER + 'PATH="${PATH%%:*}"\n', 1)
+    run = run_with_stubs(text, tmp_path, {"sudo": "exit 0", "cloud-init": "exit 0"})
+    assert run.returncode == 1
+    assert "curl is not installed" in run.stderr
 
 
 def test_other_version_or_stopped_service_reinstalls(tmp_path: Path) -> None:

@@ -30,16 +30,7 @@ case "$ROLE" in
     ;;
 esac
 
-if [ "$ROLE" = server-init ] && ! sudo -n test -d "$DATA_DIR/server/db" &&
-  curl -ksf --max-time 5 "https://$API_VIP:6443/cacerts" >/dev/null; then
-  # A cluster already holds the VIP and this node has no etcd data (a rebuilt first server):
-  # `cluster-init` here would start a second cluster fighting the first for the VIP.
-  echo "error: a k3s API already answers on $API_VIP:6443, but $NODE_NAME has no etcd data; starting" \
-    "a new cluster here would split it. If $NODE_NAME was rebuilt, list it last in k3s.servers so it" \
-    "joins the running cluster." >&2
-  exit 1
-fi
-
+# The token first, before any other command could read from stdin.
 if [ "$ROLE" != server-init ]; then
   token=$(cat)
   if [ -z "$token" ]; then
@@ -49,10 +40,37 @@ if [ "$ROLE" != server-init ]; then
   printf '%s' "$token" | put "$TOKEN_FILE" 0600
 fi
 
-# cloud-init may still be installing packages (holding the apt lock) or creating users. Its own
-# exit status reports its own problems, which are not this script's to fail on.
+# cloud-init may still be installing packages (curl among them, holding the apt lock) or creating
+# users. Its own exit status reports its own problems, which are not this script's to fail on.
 if command -v cloud-init >/dev/null 2>&1; then
   sudo -n cloud-init status --wait >/dev/null || true
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  echo "error: curl is not installed on $NODE_NAME (cloud-init installs it): cannot reach the installer or the API VIP" >&2
+  exit 1
+fi
+
+vip_answers() { # vip_answers TRIES: whether a k3s API answers on the VIP, asking TRIES times 5 s apart
+  local attempt
+  for attempt in $(seq 1 "$1"); do
+    if curl -ksf --max-time 5 "https://$API_VIP:6443/cacerts" >/dev/null; then
+      return 0
+    fi
+    if [ "$attempt" -lt "$1" ]; then
+      sleep 5
+    fi
+  done
+  return 1
+}
+
+# A cluster already holds the VIP and this node has no etcd data (a rebuilt first server):
+# `cluster-init` here would start a second cluster fighting the first for the VIP. Asked a few
+# times, so a VIP moving between servers is not taken for silence.
+if [ "$ROLE" = server-init ] && ! sudo -n test -d "$DATA_DIR/server/db" && vip_answers 3; then
+  echo "error: a k3s API already answers on $API_VIP:6443, but $NODE_NAME has no etcd data; starting" \
+    "a new cluster here would split it. If $NODE_NAME was rebuilt, list it last in k3s.servers so it" \
+    "joins the running cluster." >&2
+  exit 1
 fi
 
 # ceph-csi maps RBD images with the kernel's rbd module, on every node a pod with a volume may use.
@@ -70,7 +88,13 @@ put "$CONFIG_FILE" 0600 < <(printf '%s' "$K3S_CONFIG")
 config_changed=$wrote
 
 installed=$(k3s --version 2>/dev/null | awk 'NR == 1 {print $3}' || true)
-if [ "$installed" = "$VERSION" ] && systemctl is-active --quiet "$service"; then
+# A unit that still carries flags (written by an older install that passed them to the installer)
+# would override the config file: the installer rewrites it with the bare command.
+flags_in_unit=false
+if sudo -n grep -q -- "'--" "/etc/systemd/system/$service.service" 2>/dev/null; then
+  flags_in_unit=true
+fi
+if [ "$installed" = "$VERSION" ] && [ "$flags_in_unit" = false ] && systemctl is-active --quiet "$service"; then
   if [ "$config_changed" != true ]; then
     echo "k3s $VERSION already installed and $service active"
     exit 0
@@ -78,18 +102,10 @@ if [ "$installed" = "$VERSION" ] && systemctl is-active --quiet "$service"; then
   echo "k3s config changed: restarting $service"
   sudo -n systemctl restart "$service"
 else
-  if [ "$ROLE" != server-init ]; then
-    # The join goes through the VIP: wait until kube-vip on an earlier server holds it.
-    for attempt in $(seq 1 60); do
-      if curl -ksf --max-time 5 "https://$API_VIP:6443/cacerts" >/dev/null; then
-        break
-      fi
-      if [ "$attempt" -eq 60 ]; then
-        echo "error: the API VIP $API_VIP does not answer on 6443 after 5 minutes; is kube-vip running?" >&2
-        exit 1
-      fi
-      sleep 5
-    done
+  # The join goes through the VIP: wait until kube-vip on an earlier server holds it.
+  if [ "$ROLE" != server-init ] && ! vip_answers 30; then
+    echo "error: the API VIP $API_VIP does not answer on 6443 after 5 minutes; is kube-vip running?" >&2
+    exit 1
   fi
   command=server
   if [ "$service" = k3s-agent ]; then
@@ -100,9 +116,11 @@ else
 fi
 
 if [ "$service" = k3s ]; then
-  # The next server restarts or joins only once this one is back: etcd loses one member at a time.
+  # The next server restarts or joins only once this one is back: its API server ready (etcd
+  # included) and its node Ready. etcd loses one member at a time.
   for attempt in $(seq 1 60); do
-    if sudo -n k3s kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s >/dev/null 2>&1; then
+    if sudo -n k3s kubectl get --raw /readyz >/dev/null 2>&1 &&
+      sudo -n k3s kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s >/dev/null 2>&1; then
       break
     fi
     if [ "$attempt" -eq 60 ]; then
