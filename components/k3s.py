@@ -34,7 +34,7 @@ API_PORT = 6443
 INSTALLER = "https://get.k3s.io"
 DATA_DIR = "/var/lib/rancher/k3s"
 MANIFESTS = f"{DATA_DIR}/server/manifests"
-SERVER_TOKEN = "/var/lib/rancher/k3s/server/token"
+SERVER_TOKEN = f"{DATA_DIR}/server/token"
 JOIN_TOKEN_FILE = "/etc/rancher/k3s/join-token"
 # Every flag lives here rather than on the installer's command line: the installer bakes its
 # arguments into the systemd unit and only runs on a new version, so a changed flag would never

@@ -614,16 +614,12 @@ def _ha_workloads(cluster: Cluster, inv: Inventory) -> list[Finding]:
 def _disruption_budget(w: WorkloadDecl, pdbs: list[PdbDecl], required: bool) -> list[Finding]:
     replicas = w.replicas or 0
     budgets = [pdb for pdb in pdbs if pdb.may_select(w)]
-    if not budgets and not required:
-        return []
     if not budgets:
-        return [
-            (
-                f"{w.kind} {_where(w.namespace, w.name)} is HA but no PodDisruptionBudget selects its pods: "
-                "a node drain may evict every replica at once; add one with maxUnavailable: 1",
-                w.urn,
-            )
-        ]
+        missing = (
+            f"{w.kind} {_where(w.namespace, w.name)} is HA but no PodDisruptionBudget selects its pods: "
+            "a node drain may evict every replica at once; add one with maxUnavailable: 1"
+        )
+        return [(missing, w.urn)] if required else []
     findings: list[Finding] = []
     for pdb in budgets:
         if not pdb.judged:

@@ -624,18 +624,19 @@ def _check_cluster(c: Cluster) -> None:  # noqa: C901 - one flat list of cross-f
     for d in _dupes([f"{w.namespace}/{w.name}" for w in c.workloads]):
         raise ValueError(f"workloads: {d} is used twice")
     if c.k3s is not None:
-        _pinned_load_balancer_ips(c, c.k3s, lan, set(addresses))
+        _pinned_load_balancer_ips(c, c.k3s, lan, taken)
 
 
-def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network, addresses: set[str]) -> None:
+def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network, taken: set[str]) -> None:
     """A pinned address sits on the LAN, outside the pool, and belongs to one workload only.
 
     kube-vip-cloud-provider counts an address as taken only once it has labelled the Service that
     pins it, so a pin inside the pool can first be handed to a Service without one: two Services
     on one address.
     """
-    taken = addresses | {str(lan.network_address), str(lan.broadcast_address), str(c.networks.lan.gateway)}
-    taken |= {str(k.api_vip)} | ({str(c.quorum_device.address)} if c.quorum_device is not None else set())
+    # `taken`: every node and guest address, the LAN's network address and its gateway.
+    taken = taken | {str(lan.broadcast_address), str(k.api_vip)}
+    taken |= {str(c.quorum_device.address)} if c.quorum_device is not None else set()
     pinned: dict[IPv4Address, str] = {}
     for i, w in enumerate(c.workloads):
         ip, where = w.load_balancer_ip, f"workloads[{i}] ({w.name}).load_balancer_ip {w.load_balancer_ip}"

@@ -8,7 +8,6 @@
 
 # The login user is not root: every change to the system goes through sudo (-n: fail at once
 # instead of waiting for a password prompt nobody answers).
-wrote=false
 put() { # put PATH MODE: write stdin to PATH (root-owned, made private first) when it differs
   local path=$1 mode=$2 content
   content=$(cat)

@@ -8,9 +8,8 @@ if [ "$POWERTOP" = "yes" ] && ! command -v powertop >/dev/null 2>&1; then
 fi
 # A CPU without frequency scaling (a nested lab node) has no governor to set; one that has it
 # must offer the spec's governor (intel_pstate offers only powersave and performance).
-available=$GOVERNORS_FILE
-if [ -r "$available" ] && ! grep -qw -- "$GOVERNOR" "$available"; then
-  echo "error: power_tuning.governor $GOVERNOR is not offered by this node's CPU driver (it offers: $(cat "$available"))" >&2
+if [ -r "$GOVERNORS_FILE" ] && ! grep -qw -- "$GOVERNOR" "$GOVERNORS_FILE"; then
+  echo "error: power_tuning.governor $GOVERNOR is not offered by this node's CPU driver (it offers: $(cat "$GOVERNORS_FILE"))" >&2
   exit 1
 fi
 # Each step is best effort at boot ("-"): one tunable the firmware refuses must not skip the rest.
