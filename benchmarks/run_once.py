@@ -35,11 +35,11 @@ def loaded_sdk_modules() -> list[str]:
 def _mock_engine() -> asyncio.AbstractEventLoop:
     import pulumi
 
-    from offline.harness import OfflineMocks
+    from offline.engine import EngineMocks
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    pulumi.runtime.set_mocks(OfflineMocks(), project="homelab", stack="bench", preview=True)
+    pulumi.runtime.set_mocks(EngineMocks(), project="homelab", stack="bench", preview=True)
     return loop
 
 

@@ -80,6 +80,11 @@ class Platform(pulumi.ComponentResource):
         def k8s_opts(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(parent=self, provider=k3s.provider, depends_on=[*before, *depends_on])
 
+        # Objects name each other by their fixed names, with the order in `depends_on`, rather than
+        # through another object's outputs: until the k3s cluster answers (a first preview, a k3s
+        # upgrade) its provider returns no outputs, and every input read from one would be
+        # unknown to the preview and to the policy pack (offline/engine.py).
+
         namespace = k8s.core.v1.Namespace(
             CSI_NAMESPACE,
             k8s.core.v1.NamespaceInitArgs(
@@ -92,12 +97,12 @@ class Platform(pulumi.ComponentResource):
         secret = k8s.core.v1.Secret(
             CSI_SECRET,
             k8s.core.v1.SecretInitArgs(
-                metadata=Meta(name=CSI_SECRET, namespace=namespace.metadata.name),
+                metadata=Meta(name=CSI_SECRET, namespace=CSI_NAMESPACE),
                 type="Opaque",
                 # The restricted client (RBD on the Kubernetes pool only), never client.admin.
                 string_data={"userID": storage.client_name, "userKey": storage.client_key},
             ),
-            opts=k8s_opts(*ceph_ready),
+            opts=k8s_opts(namespace, *ceph_ready),
         )
         self.csi = k8s.helm.v3.Release(
             CSI_CHART,
@@ -106,7 +111,7 @@ class Platform(pulumi.ComponentResource):
                 version=spec.ceph_csi_chart_version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CSI_REPOSITORY),
                 name=CSI_CHART,
-                namespace=namespace.metadata.name,
+                namespace=CSI_NAMESPACE,
                 values={
                     "csiConfig": [{"clusterID": storage.cluster_id, "monitors": list(storage.monitor_addresses)}],
                     # Both are declared below as typed resources, so the key stays a Pulumi secret.
@@ -114,10 +119,10 @@ class Platform(pulumi.ComponentResource):
                     "secret": {"create": False},
                 },
             ),
-            opts=k8s_opts(*ceph_ready),
+            opts=k8s_opts(namespace, *ceph_ready),
         )
         self.storage_class = STORAGE_CLASS
-        secret_namespace = namespace.metadata.name
+        secret_namespace = CSI_NAMESPACE
         self.storage = k8s.storage.v1.StorageClass(
             STORAGE_CLASS,
             k8s.storage.v1.StorageClassInitArgs(
@@ -129,11 +134,11 @@ class Platform(pulumi.ComponentResource):
                     # The kernel RBD client maps only images with features it knows; layering is safe.
                     "imageFeatures": "layering",
                     "csi.storage.k8s.io/fstype": "ext4",
-                    "csi.storage.k8s.io/provisioner-secret-name": secret.metadata.name,
+                    "csi.storage.k8s.io/provisioner-secret-name": CSI_SECRET,
                     "csi.storage.k8s.io/provisioner-secret-namespace": secret_namespace,
-                    "csi.storage.k8s.io/controller-expand-secret-name": secret.metadata.name,
+                    "csi.storage.k8s.io/controller-expand-secret-name": CSI_SECRET,
                     "csi.storage.k8s.io/controller-expand-secret-namespace": secret_namespace,
-                    "csi.storage.k8s.io/node-stage-secret-name": secret.metadata.name,
+                    "csi.storage.k8s.io/node-stage-secret-name": CSI_SECRET,
                     "csi.storage.k8s.io/node-stage-secret-namespace": secret_namespace,
                 },
                 # A deleted claim keeps its image: a mistaken `pulumi destroy` or a renamed
@@ -143,7 +148,7 @@ class Platform(pulumi.ComponentResource):
                 # Freed blocks go back to the pool (thin images on a small cluster).
                 mount_options=["discard"],
             ),
-            opts=k8s_opts(self.csi, *ceph_ready),
+            opts=k8s_opts(self.csi, secret, *ceph_ready),
         )
 
         self.load_balancer = self._kube_vip_cloud_provider(spec.load_balancer_pool, k8s_opts)
@@ -196,11 +201,11 @@ class Platform(pulumi.ComponentResource):
             k8s.rbac.v1.ClusterRoleBindingInitArgs(
                 metadata=Meta(name=f"system:{name}"),
                 role_ref=k8s.rbac.v1.RoleRefArgs(
-                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role.metadata.name
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=f"system:{name}"
                 ),
                 subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace="kube-system")],
             ),
-            opts=k8s_opts(),
+            opts=k8s_opts(role),
         )
         labels = {"app.kubernetes.io/name": name}
         return k8s.apps.v1.Deployment(
@@ -215,7 +220,7 @@ class Platform(pulumi.ComponentResource):
                     template=k8s.core.v1.PodTemplateSpecArgs(
                         metadata=Meta(labels=labels),
                         spec=k8s.core.v1.PodSpecArgs(
-                            service_account_name=account.metadata.name,
+                            service_account_name=name,
                             containers=[
                                 k8s.core.v1.ContainerArgs(
                                     name=name,
@@ -233,7 +238,7 @@ class Platform(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=k8s_opts(binding),
+            opts=k8s_opts(binding, account),
         )
 
 
@@ -307,24 +312,28 @@ class Workloads(pulumi.ComponentResource):
         self.k3s = k3s
         self.platform = platform
         self.before = waits_for(opts)
-        self.namespaces: dict[str, pulumi.Input[str]] = {}
+        self.namespaces: dict[str, k8s.core.v1.Namespace] = {}
         for workload in cluster.workloads:
             self._workload(workload)
         self.register_outputs({"workloads": [f"{w.namespace}/{w.name}" for w in cluster.workloads]})
 
-    def _opts(self, *depends_on: pulumi.Resource, protect: bool = False) -> pulumi.ResourceOptions:
-        # The platform first: a StatefulSet's claims need the StorageClass and the driver.
+    def _opts(
+        self, namespace: str | None = None, after: Sequence[pulumi.Resource] = (), protect: bool = False
+    ) -> pulumi.ResourceOptions:
+        # The platform first: a StatefulSet's claims need the StorageClass and the driver. An
+        # object waits for its namespace by name (see Platform on why not by its outputs).
+        declared = [self.namespaces[namespace]] if namespace in self.namespaces else []
         return pulumi.ResourceOptions(
             parent=self,
             provider=self.k3s.provider,
-            depends_on=[*self.before, self.platform, *depends_on],
+            depends_on=[*self.before, self.platform, *declared, *after],
             protect=protect,
         )
 
-    def _namespace(self, name: str) -> pulumi.Input[str]:
-        """The namespace's name, declared once; k3s's own and the platform's are used as they are."""
+    def _namespace(self, name: str) -> None:
+        """The namespace, declared once; k3s's own and the platform's are used as they are."""
         if name in BUILTIN_NAMESPACES or name in self.platform.namespaces:
-            return name
+            return
         if name not in self.namespaces:
             self.namespaces[name] = k8s.core.v1.Namespace(
                 name,
@@ -333,11 +342,11 @@ class Workloads(pulumi.ComponentResource):
                     metadata=Meta(name=name, labels={"pod-security.kubernetes.io/enforce": "baseline"}),
                 ),
                 opts=self._opts(),
-            ).metadata.name
-        return self.namespaces[name]
+            )
 
     def _workload(self, w: Workload) -> None:
-        namespace = self._namespace(w.namespace)
+        self._namespace(w.namespace)
+        namespace = w.namespace
         key = f"{w.namespace}-{w.name}"
         selector = {"app.kubernetes.io/name": w.name, "app.kubernetes.io/instance": key}
         labels = {**selector, "app.kubernetes.io/part-of": "homelab"}
@@ -374,17 +383,18 @@ class Workloads(pulumi.ComponentResource):
         if w.volumes:
             # Read-write-once volumes: one pod owns each claim, so a StatefulSet, protected. Its
             # governing Service is headless (per-pod DNS), apart from the one clients use.
-            governing = service
+            governing, governing_name = service, w.name
             if w.ports:
+                governing_name = f"{w.name}-headless"
                 governing = k8s.core.v1.Service(
                     f"{key}-headless",
                     k8s.core.v1.ServiceInitArgs(
-                        metadata=Meta(name=f"{w.name}-headless", namespace=namespace, labels=labels),
+                        metadata=Meta(name=governing_name, namespace=namespace, labels=labels),
                         spec=k8s.core.v1.ServiceSpecArgs(
                             type="ClusterIP", cluster_ip="None", selector=selector, ports=_service_ports(w.ports)
                         ),
                     ),
-                    opts=self._opts(),
+                    opts=self._opts(w.namespace),
                 )
             k8s.apps.v1.StatefulSet(
                 key,
@@ -392,7 +402,7 @@ class Workloads(pulumi.ComponentResource):
                     metadata=Meta(name=w.name, namespace=namespace, labels=owner_labels),
                     spec=k8s.apps.v1.StatefulSetSpecArgs(
                         replicas=w.replicas,
-                        service_name=governing.metadata.name,
+                        service_name=governing_name,
                         selector=Selector(match_labels=selector),
                         template=pod,
                         volume_claim_templates=[
@@ -414,7 +424,7 @@ class Workloads(pulumi.ComponentResource):
                         ),
                     ),
                 ),
-                opts=self._opts(protect=True),
+                opts=self._opts(w.namespace, after=[governing], protect=True),
             )
         else:
             k8s.apps.v1.Deployment(
@@ -427,7 +437,7 @@ class Workloads(pulumi.ComponentResource):
                         template=pod,
                     ),
                 ),
-                opts=self._opts(),
+                opts=self._opts(w.namespace),
             )
         k8s.policy.v1.PodDisruptionBudget(
             key,
@@ -442,7 +452,7 @@ class Workloads(pulumi.ComponentResource):
                     unhealthy_pod_eviction_policy="AlwaysAllow",
                 ),
             ),
-            opts=self._opts(),
+            opts=self._opts(w.namespace),
         )
 
     def _services(
@@ -470,7 +480,7 @@ class Workloads(pulumi.ComponentResource):
             k8s.core.v1.ServiceInitArgs(
                 metadata=Meta(name=w.name, namespace=namespace, annotations=annotations), spec=spec
             ),
-            opts=self._opts(),
+            opts=self._opts(w.namespace),
         )
         if exposed and internal:
             k8s.core.v1.Service(
@@ -481,6 +491,6 @@ class Workloads(pulumi.ComponentResource):
                         type="ClusterIP", selector=selector, ports=_service_ports(internal)
                     ),
                 ),
-                opts=self._opts(),
+                opts=self._opts(w.namespace),
             )
         return service

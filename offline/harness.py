@@ -1,8 +1,9 @@
 """Run the real `__main__.py` in-process under Pulumi's mocks and capture every resource.
 
 This is what the engine would see in a `pulumi preview`: each registration with its type, name,
-parent, inputs, dependencies and options. Outputs a provider computes stay unknown, as in a
-real preview, so nothing downstream can depend on values that only exist after `pulumi up`.
+parent, inputs, dependencies and options, and the outputs the provider answered with, in one of
+the two shapes of `offline.engine` (a first preview, or a preview of a stack already built).
+Resource policies get the inputs, stack policies the outputs, as under the engine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import wait_for_rpcs
 
+from offline.engine import PROVIDER_PREFIX, EngineMocks, Shape
 from spec import CLUSTER_KEY, read_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,9 @@ class Resource:
     additional_secret_outputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    # What the provider answered (a component: what it registered with `register_outputs`).
+    outputs: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
 
     @property
     def parent_name(self) -> str:
@@ -64,6 +69,7 @@ class Resource:
 class ProgramRun:
     stack: str
     resources: list[Resource]
+    shape: Shape = Shape.FIRST
 
     def of_type(self, typ: str) -> list[Resource]:
         return [r for r in self.resources if r.type == typ]
@@ -95,46 +101,56 @@ def _plain(value: Any, path: str, secrets: list[str]) -> Any:
 class CapturingMonitor(pulumi_mocks.MockMonitor):
     """The mock monitor, also recording what the engine would receive (parent, deps, options)."""
 
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+    def __init__(self, mocks: EngineMocks) -> None:
         super().__init__(mocks)
+        self.engine = mocks
         self.captured: list[Resource] = []
+        self.by_urn: dict[str, Resource] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
-            return response
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]
         secrets: list[str] = []
         inputs = _plain(json_format.MessageToDict(request.object), "", secrets)
-        self.captured.append(
-            Resource(
-                urn=response.urn,
-                type=request.type,
-                name=request.name,
-                # Top-level resources hang off the root stack; the tree shows them at its root.
-                parent="" if "::pulumi:pulumi:Stack::" in request.parent else request.parent,
-                custom=bool(request.custom),
-                inputs=inputs,
-                secret_paths=secrets,
-                dependencies=list(request.dependencies),
-                protect=bool(request.protect),
-                provider=request.provider,
-                retain_on_delete=bool(request.retainOnDelete),
-                additional_secret_outputs=list(request.additionalSecretOutputs),
-                ignore_changes=list(request.ignoreChanges),
-                delete_before_replace=bool(request.deleteBeforeReplace),
-            )
+        if request.type.startswith(PROVIDER_PREFIX) and _holds_unknown(inputs):
+            # The engine leaves such a provider unconfigured: its resources get nothing back.
+            self.engine.unconfigured.add(self.make_urn(request.parent, request.type, request.name))
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        resource = Resource(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            # Top-level resources hang off the root stack; the tree shows them at its root.
+            parent="" if "::pulumi:pulumi:Stack::" in request.parent else request.parent,
+            custom=bool(request.custom),
+            inputs=inputs,
+            secret_paths=secrets,
+            dependencies=list(request.dependencies),
+            protect=bool(request.protect),
+            provider=request.provider,
+            retain_on_delete=bool(request.retainOnDelete),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            outputs=_plain(json_format.MessageToDict(response.object), "", []) if request.custom else {},
+            id=response.id,
         )
+        self.captured.append(resource)
+        self.by_urn[resource.urn] = resource
         return response
 
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if request.urn in self.by_urn:
+            self.by_urn[request.urn].outputs = _plain(json_format.MessageToDict(request.outputs), "", [])
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
-class OfflineMocks(pulumi_mocks.Mocks):
-    """Answers like a provider during preview: inputs echo back, computed outputs stay unknown."""
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+def _holds_unknown(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_unknown(v) for v in value)
+    return value == UNKNOWN
 
 
 def stack_file(stack: str, root: Path = ROOT) -> Path:
@@ -153,14 +169,14 @@ def config_for(stack: str, root: Path = ROOT, cluster: dict[str, Any] | None = N
 
 
 def run_program(
-    stack: str, config: dict[str, str], root: Path = ROOT, mocks: pulumi_mocks.Mocks | None = None
+    stack: str, config: dict[str, str], root: Path = ROOT, shape: Shape = Shape.FIRST, mocks: EngineMocks | None = None
 ) -> ProgramRun:
-    """Run `__main__.py` once under mocks (OfflineMocks unless given), in a fresh context so runs
-    never share state."""
-    return contextvars.Context().run(_run, stack, config, root, mocks or OfflineMocks())
+    """Run `__main__.py` once as the engine would in a preview of `shape` (or under `mocks`), in a
+    fresh context so runs never share state."""
+    return contextvars.Context().run(_run, stack, config, root, mocks or EngineMocks(shape))
 
 
-def _run(stack: str, config: dict[str, str], root: Path, mocks: pulumi_mocks.Mocks) -> ProgramRun:
+def _run(stack: str, config: dict[str, str], root: Path, mocks: EngineMocks) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     monitor = CapturingMonitor(mocks)
@@ -184,4 +200,4 @@ def _run(stack: str, config: dict[str, str], root: Path, mocks: pulumi_mocks.Moc
             SETTINGS.outputs.clear()
         loop.close()
         asyncio.set_event_loop(None)
-    return ProgramRun(stack=stack, resources=monitor.captured)
+    return ProgramRun(stack=stack, resources=monitor.captured, shape=mocks.shape)

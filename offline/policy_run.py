@@ -1,10 +1,12 @@
 """Run the policy pack in-process on the resources the offline harness captured.
 
 The same `policies.rules.POLICIES` the engine runs through `pulumi preview --policy-pack
-policies`, called the way the pack's analyzer calls them: resource policies once per resource,
-stack policies once on all of them, with the stack config set so the policies read the spec.
-Properties go through the same unknown-value proxy, so a value only `pulumi up` would know makes
-a policy report that it cannot run, as it would under the engine.
+policies`, called the way the engine and the pack's analyzer call them: resource policies once
+per resource with its inputs (`Analyze`), stack policies once on all of them with their outputs
+(`AnalyzeStack`, pulumi/pulumi `pkg/resource/deploy/step_generator.go`), with the stack config
+set so the policies read the spec. Properties go through the same unknown-value proxy, and a
+policy that touches an unknown value is reported as the pack's analyzer reports it: an advisory
+"can't run policy ... during preview" (pulumi-policy `policy.py`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class Violation:
 
 
 def policy_resources(resources: Sequence[Resource]) -> list[PolicyResource]:
-    """Captured registrations as the analyzer hands them to stack policies (parents, deps linked)."""
+    """Captured registrations as the analyzer hands them to stack policies: their outputs, with
+    parents and dependencies linked."""
     out: dict[str, PolicyResource] = {}
     for r in resources:
         opts = PolicyResourceOptions(
@@ -61,7 +64,7 @@ def policy_resources(resources: Sequence[Resource]) -> list[PolicyResource]:
             parent=r.parent or None,
         )
         out[r.urn] = PolicyResource(
-            r.type, unknown_checking_proxy(dict(r.inputs)), r.urn, r.name, opts, None, None, [], {}
+            r.type, unknown_checking_proxy(dict(r.outputs)), r.urn, r.name, opts, None, None, [], {}
         )
     for r in resources:
         resource = out[r.urn]
@@ -85,18 +88,27 @@ def _run(resources: Sequence[Resource], config: dict[str, str], policies: Sequen
         level = enforcement_of(policy)
         if level == EnforcementLevel.DISABLED:
             continue
-        try:
-            if isinstance(policy, StackValidationPolicy):
-                policy.validate(StackValidationArgs(stack, None), _collector(violations, policy.name, level, None))
-            elif isinstance(policy, ResourceValidationPolicy):
-                for r in stack:
-                    args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None)
-                    policy.validate(args, _collector(violations, policy.name, level, r.urn))
-        except UnknownValueError as exc:
-            # What the analyzer does when a policy touches a value only `pulumi up` knows.
-            message = f"can't run during preview: {exc.message}"
-            violations.append(Violation(policy.name, EnforcementLevel.ADVISORY.value, message, ""))
+        if isinstance(policy, StackValidationPolicy):
+            _validate(
+                policy, violations, StackValidationArgs(stack, None), _collector(violations, policy.name, level, None)
+            )
+        elif isinstance(policy, ResourceValidationPolicy):
+            for r, declared in zip(resources, stack, strict=True):
+                args = ResourceValidationArgs(
+                    r.type, unknown_checking_proxy(dict(r.inputs)), r.urn, r.name, declared.opts, None
+                )
+                _validate(policy, violations, args, _collector(violations, policy.name, level, r.urn))
     return violations
+
+
+def _validate(policy: Policy, violations: list[Violation], args: object, report: ReportViolation) -> None:
+    try:
+        policy.validate(args, report)  # type: ignore[attr-defined]
+    except UnknownValueError as exc:
+        # What the analyzer does when a policy touches a value only `pulumi up` knows: an advisory
+        # note, whatever the policy's level, once per call (per resource for a resource policy).
+        message = f"can't run policy '{policy.name}' during preview: {exc.message}"
+        violations.append(Violation(policy.name, EnforcementLevel.ADVISORY.value, message, ""))
 
 
 def _collector(violations: list[Violation], policy: str, level: EnforcementLevel, urn: str | None) -> ReportViolation:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
-from pulumi.runtime import mocks as pulumi_mocks
 
 from components import remote
 from components.k3s import (
@@ -25,7 +23,8 @@ from components.k3s import (
     kube_vip_manifest,
     node_config,
 )
-from offline.harness import UNKNOWN, OfflineMocks, ProgramRun, Resource, config_for, run_program
+from offline.engine import Shape
+from offline.harness import UNKNOWN, ProgramRun, Resource, config_for, run_program
 from spec.models import Cluster, K3s
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
@@ -107,26 +106,14 @@ def test_version_is_pinned_and_an_upgrade_reruns_the_install(stack: str) -> None
         assert "delete" not in inputs  # neither a replacement nor a destroy uninstalls k3s
 
 
-class MacMocks(OfflineMocks):
-    """Like the engine after `up`: Proxmox has given each VM's first NIC a MAC of its own."""
-
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        id_, outputs = super().new_resource(args)
-        if args.typ == VM and outputs.get("networkDevices"):
-            outputs["networkDevices"] = [
-                {**outputs["networkDevices"][0], "macAddress": f"BC:24:11:00:00:{int(args.inputs['vmId']) % 256:02X}"},
-                *outputs["networkDevices"][1:],
-            ]
-        return id_, outputs
-
-
 def test_a_rebuilt_vm_reruns_its_k3s_install_and_label() -> None:
-    # A VM created anew gets a new MAC: its install and label commands then run again.
-    run = run_program("home", config_for("home"), mocks=MacMocks())
+    # A VM created anew gets a new MAC: its install and label commands then run again. In a
+    # preview of the built stack each VM's first NIC has the MAC Proxmox gave it.
+    run = run_program("home", config_for("home"), shape=Shape.UPDATE)
     spec = spec_of(stack_cluster("home"))
     for name in [*spec.servers, *spec.agents]:
         vm_id = stack_cluster("home").guest(name).vm_id
-        mac = f"BC:24:11:00:00:{vm_id % 256:02X}"
+        mac = f"BC:24:11:{vm_id // 256:02X}:{vm_id % 256:02X}:00"
         assert install(run, name).inputs["triggers"] == [spec.version, mac]
         assert run.named(f"{name}-k3s-label").inputs["triggers"][1] == mac
 

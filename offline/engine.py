@@ -1,0 +1,91 @@
+"""What the Pulumi engine answers the program during a preview, in the two shapes a stack meets.
+
+Checked in pulumi/pulumi and pulumi/pulumi-terraform-bridge (see `../shared/reference/toolbox.md`):
+
+- `pkg/resource/deploy/step.go` (CreateStep.Apply): a resource being created in a preview gets an
+  empty id, so its `.id` is unknown to the program (`sdk/python/lib/pulumi/runtime/resource.py`:
+  `is_known = bool(resp.id)`).
+- A configured provider answers a preview's Create with its planned state: the inputs, with every
+  computed attribute unknown (`pkg/tfbridge/provider.go` Create: `diff.ProposedState` when
+  `req.GetPreview()`; `pkg/pf/tfbridge/provider_create.go`: `planResp.PlannedState`). The Python
+  SDK does not fill outputs from inputs in a preview (`runtime/rpc.py`, `resolve_outputs`), so
+  whatever the provider leaves out stays unknown.
+- A provider whose own configuration holds an unknown (the Kubernetes provider, whose kubeconfig
+  is a Command's stdout) is never configured, and answers Create with an empty property map
+  (`pkg/resource/plugin/provider_plugin.go`: `if !pcfg.known { ... return CreateResponse{}, nil }`).
+
+`Shape.FIRST` is a stack's first preview (nothing exists: every id empty, every computed output
+unknown, the k3s provider unconfigured); the same holds for everything downstream of a changed
+Command, such as the kubeconfig on a k3s version bump. `Shape.UPDATE` is a preview of a stack that
+`pulumi up` already built and nothing changed since: every resource answers with its state from
+that `up` (inputs plus what the provider computed), so every provider is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+REMOTE_COMMAND = "command:remote:Command"
+PROVIDER_PREFIX = "pulumi:providers:"
+
+
+class Shape(StrEnum):
+    FIRST = "first-preview"
+    UPDATE = "update-preview"
+
+
+def provider_urn(reference: str | None) -> str:
+    """`urn::id` (how a resource names its provider) -> the provider's URN."""
+    return reference.rsplit("::", 1)[0] if reference else ""
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def _computed_after_up(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    """What a provider computed during the `up` that built a resource, for the outputs the program reads."""
+    if args.typ == REMOTE_COMMAND:
+        # A stand-in for what the script printed (a token, a key, a kubeconfig): known, never real.
+        return {"stdout": f"offline-{args.name}-{_digest(args.name)[:16]}", "stderr": ""}
+    if args.typ == VM and isinstance(nics := args.inputs.get("networkDevices"), list):
+        # Proxmox gives each NIC a MAC of its own when none is set (BC:24:11 is its prefix).
+        vm_id = int(args.inputs.get("vmId") or 0)
+        return {
+            "networkDevices": [
+                {
+                    **nic,
+                    "macAddress": nic.get("macAddress")
+                    or f"BC:24:11:{vm_id // 256 % 256:02X}:{vm_id % 256:02X}:{i:02X}",
+                }
+                for i, nic in enumerate(nics)
+            ]
+        }
+    return {}
+
+
+class EngineMocks(pulumi_mocks.Mocks):
+    """Answers `new_resource` as the engine does in a preview of `shape` (see the module docstring).
+
+    `unconfigured` holds the URNs of providers registered with an unknown in their configuration;
+    the capturing monitor fills it, since only it sees a provider's URN as it registers.
+    """
+
+    def __init__(self, shape: Shape = Shape.FIRST) -> None:
+        self.shape = shape
+        self.unconfigured: set[str] = set()
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if self.shape is Shape.FIRST:
+            if provider_urn(args.provider) in self.unconfigured:
+                return "", {}
+            return "", dict(args.inputs)
+        return f"{args.name}-id", {**args.inputs, **_computed_after_up(args)}
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
