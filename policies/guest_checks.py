@@ -1,0 +1,139 @@
+"""Resource checks on each declared VM and container, from its inputs (known in every preview).
+
+`guests-as-planned` holds a guest to the plan the stack policies judged (its node, vCPUs, memory,
+and whether it runs); `ha-shared-storage` keeps an HA guest's disks on storage every node has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from policies.plan_checks import plan_of
+from policies.props import Declared, as_int, as_str, get, items, known
+from policies.tokens import CONTAINER, VM
+from spec import Cluster, Guest
+
+# What the provider creates when an input is left out (pulumi-proxmoxve 8.6.0 docs).
+VM_DEFAULT_STORAGE = "local-lvm"
+CT_DEFAULT_STORAGE = "local"
+DEFAULT_CORES = 1
+DEFAULT_MEMORY_MIB = 512
+
+
+@dataclass(frozen=True)
+class GuestDecl:
+    """A VM or container as declared."""
+
+    kind: str  # "vm" or "lxc"
+    name: str
+    vm_id: int | None
+    volumes: tuple[tuple[str, str], ...]  # (which disk, storage ID or host path)
+
+    def spec_in(self, cluster: Cluster) -> Guest | None:
+        """Its spec guest: by VM ID, else by name."""
+        by_id = next((g for g in cluster.guests if self.vm_id is not None and g.vm_id == self.vm_id), None)
+        return by_id or next((g for g in cluster.guests if g.name == self.name), None)
+
+
+def _storage_of(volume: str) -> str:
+    """`vm-disks:vm-201-disk-0` -> `vm-disks`; a plain storage ID or host path stays as it is."""
+    return volume if volume.startswith("/") else volume.split(":", 1)[0]
+
+
+def _number(r: Declared, default: int, *path: str) -> int | None:
+    value = known(get(r.props, *path), f"{r.name}'s {'.'.join(path)}")
+    return default if value is None else as_int(value)
+
+
+def _vm_volumes(p: Mapping[str, object]) -> list[tuple[str, str]]:
+    volumes: list[tuple[str, str]] = []
+    for i, disk in enumerate(items(get(p, "disks"))):
+        where = as_str(get(disk, "interface")) or f"disks[{i}]"
+        storage = get(disk, "datastoreId")
+        if storage is None or isinstance(storage, str):
+            volumes.append((f"disk {where}", storage or VM_DEFAULT_STORAGE))
+    for key, label in (("efiDisk", "EFI disk"), ("tpmState", "TPM state")):
+        if isinstance(get(p, key), Mapping):
+            storage = get(p, key, "datastoreId")
+            if storage is None or isinstance(storage, str):
+                volumes.append((label, storage or VM_DEFAULT_STORAGE))
+    return volumes
+
+
+def _container_volumes(p: Mapping[str, object]) -> list[tuple[str, str]]:
+    volumes: list[tuple[str, str]] = []
+    root = get(p, "disk", "datastoreId")
+    if root is None or isinstance(root, str):
+        volumes.append(("root disk", root or CT_DEFAULT_STORAGE))
+    for i, mount in enumerate(items(get(p, "mountPoints"))):
+        volume = get(mount, "volume")
+        # A bind mount of a host path marked shared is there on every node (the owner says so).
+        if isinstance(volume, str) and not (volume.startswith("/") and get(mount, "shared") is True):
+            path = as_str(get(mount, "path")) or f"mountPoints[{i}]"
+            volumes.append((f"mount point {path}", _storage_of(volume)))
+    return volumes
+
+
+def guest_of(r: Declared) -> GuestDecl | None:
+    """The VM or container `r` declares; None for anything else and for a template (it never runs)."""
+    if r.resource_type not in (VM, CONTAINER) or get(r.props, "template") is True:
+        return None
+    p = r.props
+    if r.resource_type == VM:
+        return GuestDecl("vm", as_str(get(p, "name")) or r.name, as_int(get(p, "vmId")), tuple(_vm_volumes(p)))
+    name = as_str(get(p, "initialization", "hostname")) or r.name
+    return GuestDecl("lxc", name, as_int(get(p, "vmId")), tuple(_container_volumes(p)))
+
+
+def check_guest_as_planned(r: Declared, cluster: Cluster) -> list[str]:
+    guest = guest_of(r)
+    if guest is None:
+        return []
+    spec = guest.spec_in(cluster)
+    if spec is None:
+        return [
+            f"{guest.name} (VM ID {guest.vm_id}) is not one of the spec's guests: its draw and what its node's "
+            "loss does are not modelled; declare it under guests"
+        ]
+    plan = plan_of(cluster)
+    if isinstance(plan, str):
+        return [plan]
+    node = known(get(r.props, "nodeName"), f"{spec.name}'s nodeName")
+    if r.resource_type == VM:
+        cores, sockets = _number(r, DEFAULT_CORES, "cpu", "cores"), _number(r, 1, "cpu", "sockets")
+        vcpus = None if cores is None or sockets is None else cores * sockets
+    else:
+        vcpus = _number(r, DEFAULT_CORES, "cpu", "cores")
+    memory = _number(r, DEFAULT_MEMORY_MIB, "memory", "dedicated")
+    started = known(get(r.props, "started"), f"{spec.name}'s started") is not False
+    planned = {
+        "node": (node, plan.placement[spec.name]),
+        "vCPUs": (vcpus, spec.cores),
+        "memory MiB": (memory, spec.memory_mib),
+        "running": (started, spec.name not in plan.parked),
+    }
+    off = [f"{what} {got} where the plan has {want}" for what, (got, want) in planned.items() if got != want]
+    if not off:
+        return []
+    return [
+        f"{spec.name} is declared with {'; '.join(off)}: the power budget and node-loss checks judged the plan, "
+        "so what is built must match it"
+    ]
+
+
+def check_ha_shared_storage(r: Declared, cluster: Cluster) -> list[str]:
+    guest = guest_of(r)
+    spec = guest.spec_in(cluster) if guest is not None else None
+    if guest is None or spec is None or not spec.ha:
+        return []
+    node = get(r.props, "nodeName")
+    node = node if isinstance(node, str) else "its node"
+    shared = cluster.shared_storages
+    return [
+        f"{spec.name} ({'vm' if guest.kind == 'vm' else 'ct'}:{guest.vm_id}) is HA, but its {where} is on {storage}, "
+        f"which only {node} has: when {node} fails, HA cannot start it anywhere else. Put it on the shared Ceph "
+        f"storage {cluster.ceph.guest_pool.name}."
+        for where, storage in guest.volumes
+        if storage not in shared
+    ]

@@ -1,0 +1,98 @@
+"""Stack checks judged on the spec's plan: the draw, and what the loss of any node does.
+
+Every figure is known at preview time, in a stack's first preview as in later ones: the nodes,
+watts and budget come from the spec, and where each guest runs from `plan.placement`, the same
+placement the program declares. `guests-as-planned` (resource_checks) holds each declared VM and
+container to that plan, so what is judged here is what gets built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plan.failover import Running, overcommitted, running_from_spec, simulate, spec_pools
+from plan.placement import PlacementError, plan_guests
+from plan.power import cluster_draw
+from spec import Cluster
+
+Finding = tuple[str, str | None]  # (message, URN of the resource at fault or None for the stack)
+
+
+@dataclass(frozen=True)
+class Plan:
+    placement: dict[str, str]
+    parked: set[str]
+    running: list[Running]
+
+
+def plan_of(cluster: Cluster) -> Plan | str:
+    """Where the program puts every guest, or why it cannot (the program stops on the same error)."""
+    try:
+        placement, parked = plan_guests(cluster)
+    except PlacementError as exc:
+        return f"the spec's guests cannot be placed: {exc}"
+    return Plan(placement, parked, running_from_spec(cluster, placement, parked))
+
+
+def check_power_budget(cluster: Cluster) -> list[Finding]:
+    plan = plan_of(cluster)
+    if isinstance(plan, str):
+        return [(plan, None)]
+    running = {n: [g for g in plan.running if g.node == n] for n in plan.placement.values()}
+    draw = cluster_draw(cluster, {g.name: g.node for g in plan.running})
+    if draw.within_budget:
+        return []
+    per_node = "; ".join(
+        f"{d.node} {d.watts:.1f} W = idle {d.idle_watts:g} W + {d.watts - d.idle_watts:.1f} W at "
+        f"{d.utilisation:.0%} busy ({', '.join(g.name for g in running.get(d.node, [])) or 'no guests'})"
+        for d in draw.nodes
+    )
+    return [
+        (
+            f"the cluster would draw {draw.watts:.1f} W, over the budget of {draw.budget_watts:g} W "
+            f"(power.budget_watts) by {draw.watts - draw.budget_watts:.1f} W: {per_node}. "
+            "Lower guests' cores or expected load, spread guests to idle nodes, or raise the budget.",
+            None,
+        )
+    ]
+
+
+def _quorum_count(what: str, count: int, where: str, why: str) -> list[Finding]:
+    if count >= 3 and count % 2 == 1:
+        return []
+    msg = f"{where} lists {count} {what}: {why} needs an odd number of at least 3 to keep quorum through a node loss"
+    return [(msg, None)]
+
+
+def check_survives_any_node(cluster: Cluster) -> list[Finding]:
+    """Mandatory in normal operation. While a node is drained for maintenance the cluster has,
+    by design, one node less of slack: that window is judged by `maintenance-redundancy`."""
+    plan = plan_of(cluster)
+    if isinstance(plan, str):
+        return [(plan, None)]
+    findings: list[Finding] = []
+    if cluster.k3s is not None:
+        findings += _quorum_count("servers", len(cluster.k3s.servers), "k3s.servers", "embedded etcd")
+    findings += _quorum_count("monitor hosts", len(cluster.ceph.monitors), "ceph.monitors", "Ceph's monitor map")
+    if any(n.maintenance for n in cluster.nodes):
+        # The guests must still fit where they run now.
+        return findings + [(message, None) for message in overcommitted(cluster, plan.running)]
+    return findings + _node_losses(cluster, plan)
+
+
+def check_maintenance_redundancy(cluster: Cluster) -> list[Finding]:
+    """Advisory: what another node's loss would do while one is in maintenance."""
+    drained = [n.name for n in cluster.nodes if n.maintenance]
+    plan = plan_of(cluster)
+    if not drained or isinstance(plan, str):
+        return []
+    prefix = f"while {', '.join(drained)} {'is' if len(drained) == 1 else 'are'} in maintenance, "
+    return [(prefix + message, urn) for message, urn in _node_losses(cluster, plan)]
+
+
+def _node_losses(cluster: Cluster, plan: Plan) -> list[Finding]:
+    findings: list[Finding] = [(message, None) for message in overcommitted(cluster, plan.running)]
+    for failure in simulate(cluster, plan.running, spec_pools(cluster)):
+        findings += [(message, None) for message in failure.shortfall_problems()]
+        findings += [(message, None) for message in failure.cluster_problems()]
+    return findings
