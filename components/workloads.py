@@ -23,6 +23,7 @@ import pulumi_kubernetes as k8s
 
 from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
 from components.stack import waits_for
+from policies.tokens import HA_LABEL
 from spec.models import AddressRange, Cluster, Port, Workload
 
 CSI_NAMESPACE = "ceph-csi-rbd"
@@ -35,7 +36,6 @@ STORAGE_CLASS = "ceph-rbd"
 # pinned here next to the manifest it matches.
 KUBE_VIP_CLOUD_PROVIDER = "ghcr.io/kube-vip/kube-vip-cloud-provider:v0.0.12"
 KUBE_VIP_LB_ANNOTATION = "kube-vip.io/loadbalancerIPs"
-HA_LABEL = "homelab/ha"
 # Namespaces k3s creates itself; declaring one would fail with "already exists".
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from pulumi.runtime import mocks as pulumi_mocks
 
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-REMOTE_COMMAND = "command:remote:Command"
+from policies.tokens import REMOTE_COMMAND, VM
+
 PROVIDER_PREFIX = "pulumi:providers:"
 
 

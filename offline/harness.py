@@ -150,7 +150,7 @@ def _holds_unknown(value: Any) -> bool:
         return any(_holds_unknown(v) for v in value.values())
     if isinstance(value, list):
         return any(_holds_unknown(v) for v in value)
-    return value == UNKNOWN
+    return bool(value == UNKNOWN)
 
 
 def stack_file(stack: str, root: Path = ROOT) -> Path:

@@ -40,6 +40,8 @@ class Violation:
     enforcement: str  # "mandatory" or "advisory"
     message: str
     resource: str  # URN, or "" for the stack as a whole
+    # True: not a verdict but the pack saying it cannot judge yet (a value only `pulumi up` knows).
+    not_known_yet: bool = False
 
     @property
     def mandatory(self) -> bool:
@@ -108,7 +110,7 @@ def _validate(policy: Policy, violations: list[Violation], args: object, report:
         # What the analyzer does when a policy touches a value only `pulumi up` knows: an advisory
         # note, whatever the policy's level, once per call (per resource for a resource policy).
         message = f"can't run policy '{policy.name}' during preview: {exc.message}"
-        violations.append(Violation(policy.name, EnforcementLevel.ADVISORY.value, message, ""))
+        violations.append(Violation(policy.name, EnforcementLevel.ADVISORY.value, message, "", not_known_yet=True))
 
 
 def _collector(violations: list[Violation], policy: str, level: EnforcementLevel, urn: str | None) -> ReportViolation:

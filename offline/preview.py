@@ -113,11 +113,17 @@ def summary_lines(run: ProgramRun, cluster: Cluster) -> list[str]:
 
 def violation_lines(violations: list[Violation], run: ProgramRun) -> list[str]:
     names = {r.urn: r.name for r in run.resources}
-    mandatory = sum(v.mandatory for v in violations)
-    lines = [f"policies: {mandatory} mandatory, {len(violations) - mandatory} advisory violation(s)"]
-    for v in violations:
+    verdicts = [v for v in violations if not v.not_known_yet]
+    waiting = [v for v in violations if v.not_known_yet]
+    mandatory = sum(v.mandatory for v in verdicts)
+    summary = f"policies: {mandatory} mandatory, {len(verdicts) - mandatory} advisory violation(s)"
+    if waiting:
+        summary += f"; {len(waiting)} polic{'y' if len(waiting) == 1 else 'ies'} cannot judge yet"
+    lines = [summary]
+    for v in verdicts:
         where = f" [{names.get(v.resource, v.resource)}]" if v.resource else ""
         lines.append(f"  {v.enforcement}: {v.policy}{where}: {v.message}")
+    lines += [f"  not judged yet: {v.policy}: {v.message}" for v in waiting]
     return lines
 
 

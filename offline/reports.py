@@ -163,9 +163,15 @@ class Reports:
         mandatory = [v for v in violations if v.get("enforcement") == "mandatory"]
         status = "❌ mandatory policy violations" if mandatory else "✅ no mandatory policy violation"
         lines = [f"## homelab `{stack}`: {resources} resources, {status}", ""]
-        if violations:
+        verdicts = [v for v in violations if not v.get("not_known_yet")]
+        waiting = [v for v in violations if v.get("not_known_yet")]
+        if verdicts:
             lines += ["### Policy violations", ""]
-            lines += [f"- **{v['policy']}** ({v['enforcement']}): {_one_line(v['message'])}" for v in violations]
+            lines += [f"- **{v['policy']}** ({v['enforcement']}): {_one_line(v['message'])}" for v in verdicts]
+            lines.append("")
+        if waiting:
+            lines += ["### Not judged until the cluster answers", ""]
+            lines += [f"- **{v['policy']}**: {_one_line(v['message'])}" for v in waiting]
             lines.append("")
         lines += [
             *self.power_markdown(),

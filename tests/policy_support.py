@@ -7,24 +7,35 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from offline.engine import Shape
 from offline.harness import PROJECT, Resource, config_for
 from spec import CLUSTER_KEY
 from tests.support import patched, program
 
 
-def full_stack(stack: str) -> list[Resource]:
-    """Every resource the shipped stack's program declares (a fresh list to edit)."""
-    return list(program(stack).resources)
+def full_stack(stack: str, shape: Shape = Shape.FIRST) -> list[Resource]:
+    """Every resource the shipped stack's program declares in a preview of `shape` (a fresh list to edit)."""
+    return list(program(stack, shape).resources)
 
 
 def urn(stack: str, typ: str, name: str) -> str:
     return f"urn:pulumi:{stack}::{PROJECT}::{typ}::{name}"
 
 
-def resource(stack: str, typ: str, name: str, inputs: dict[str, Any], protect: bool = False) -> Resource:
-    """A resource the program does not declare, added to a stack to test a rule on it."""
+def resource(
+    stack: str, typ: str, name: str, inputs: dict[str, Any], protect: bool = False, outputs: bool = True
+) -> Resource:
+    """A resource the program does not declare, added to a stack to test a rule on it (its outputs
+    the inputs, as a configured provider plans them, unless `outputs` is False)."""
     return Resource(
-        urn=urn(stack, typ, name), type=typ, name=name, parent="", custom=True, inputs=inputs, protect=protect
+        urn=urn(stack, typ, name),
+        type=typ,
+        name=name,
+        parent="",
+        custom=True,
+        inputs=inputs,
+        protect=protect,
+        outputs=dict(inputs) if outputs else {},
     )
 
 
@@ -46,12 +57,14 @@ def edit(
     protect: bool | None = None,
     delete: list[str] | None = None,
 ) -> list[Resource]:
-    """A copy of `resources` with `a.b[0].c` input paths of the one resource `name` (of `typ`) changed."""
+    """A copy of `resources` with `a.b[0].c` input paths of the one resource `name` (of `typ`) changed,
+    and its outputs alike where the provider answered with any (as a configured one does)."""
     resources = list(resources)
     target = named(resources, name, typ)
     changed = dataclasses.replace(
         target,
         inputs=patched(target.inputs, set_, delete),
+        outputs=patched(target.outputs, set_, delete) if target.outputs else {},
         protect=target.protect if protect is None else protect,
     )
     return [changed if r is target else r for r in resources]

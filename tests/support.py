@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from offline.engine import Shape
 from offline.harness import ROOT, ProgramRun, config_for, run_program
 from plan.placement import place
 from spec import CLUSTER_KEY, Cluster, parse_cluster, read_stack_config
@@ -60,12 +61,12 @@ def validate(data: dict[str, Any]) -> Cluster:
 
 
 @cache
-def program(stack: str) -> ProgramRun:
-    """The shipped stack's program, run once under mocks per test session."""
-    return run_program(stack, config_for(stack))
+def program(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
+    """The shipped stack's program in a preview of `shape`, run once under mocks per test session."""
+    return run_program(stack, config_for(stack), shape=shape)
 
 
-def program_with(stack: str, data: dict[str, Any]) -> ProgramRun:
+def program_with(stack: str, data: dict[str, Any], shape: Shape = Shape.FIRST) -> ProgramRun:
     config = config_for(stack)
     config[CLUSTER_KEY] = json.dumps(data)
-    return run_program(stack, config)
+    return run_program(stack, config, shape=shape)

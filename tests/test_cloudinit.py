@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from offline.engine import Shape
 from tests.support import STACKS, program, stack_cluster
 
 SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -65,7 +66,7 @@ def test_the_schema_check_catches_a_wrong_type(tmp_path: Path) -> None:
 
 def test_user_data_content() -> None:
     cluster = stack_cluster("home")
-    run = program("home")
+    run = program("home", Shape.UPDATE)  # ids are known once the snippets exist
     vm = run.named("k3s-server-1").inputs
     snippet_id = vm["initialization"]["userDataFileId"]
     snippet = next(r for r in run.of_type(SNIPPET) if f"{r.name}-id" == snippet_id)

@@ -6,6 +6,7 @@ from itertools import pairwise
 
 import pytest
 
+from offline.engine import Shape
 from plan.placement import place
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
@@ -63,7 +64,7 @@ def test_vms_are_full_clones_of_the_template_with_retries() -> None:
 
 
 def test_vm_user_data_snippet_is_referenced() -> None:
-    run = program("home")
+    run = program("home", Shape.UPDATE)  # ids are known once the snippets exist
     vm = run.named("k3s-agent-1").inputs
     snippet = next(r for r in run.of_type("proxmoxve:index/fileLegacy:FileLegacy") if r.inputs["nodeName"] == "pve1")
     assert vm["initialization"]["userDataFileId"] == f"{snippet.name}-id"

@@ -14,11 +14,11 @@ from components.workloads import (
     CSI_CHART,
     CSI_DRIVER,
     CSI_REPOSITORY,
-    HA_LABEL,
     KUBE_VIP_LB_ANNOTATION,
     STORAGE_CLASS,
 )
 from offline.harness import UNKNOWN, ProgramRun, Resource
+from policies.tokens import HA_LABEL
 from spec.models import Cluster, K3s, Workload
 from tests.support import STACKS, program, stack_cluster
 
