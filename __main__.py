@@ -10,10 +10,11 @@ from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
 from components.k3s import K3sCluster
 from components.network import NodeNetwork, StorageMesh
+from components.platform import Platform
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
 from components.storage import CephStorage
-from components.workloads import Platform, Workloads
+from components.workloads import Workloads
 from plan.placement import plan_guests
 
 # The spec: every figure of the cluster, validated before anything is declared.

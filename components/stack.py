@@ -10,6 +10,7 @@ import pulumi_command as command
 import pulumi_proxmoxve as proxmoxve
 
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
+from spec.secrets import NAMESPACE, PROXMOX_API_TOKEN, SSH_PRIVATE_KEY, full_key, plain_text_message
 
 
 def waits_for(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
@@ -21,6 +22,16 @@ def waits_for(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
     if isinstance(deps, pulumi.Resource):
         return [deps]
     return [d for d in deps if isinstance(d, pulumi.Resource)]  # type: ignore[union-attr]
+
+
+def secret_config(key: str) -> pulumi.Output[str]:
+    """The secret config value `homelab:<key>`. One the stack file holds in plain text is refused
+    before anything is declared: the engine tells the program which keys it decrypted
+    (PULUMI_CONFIG_SECRET_KEYS, read by pulumi/pulumi `sdk/python/cmd/pulumi-language-python-exec`)."""
+    name = full_key(key)
+    if pulumi.runtime.get_config(name) is not None and not pulumi.runtime.is_config_secret(name):
+        raise pulumi.RunError(plain_text_message([name], f"Pulumi.{pulumi.get_stack()}.yaml"))
+    return pulumi.Config(NAMESPACE).require_secret(key)
 
 
 def load_cluster() -> Cluster:
@@ -50,8 +61,8 @@ class Access:
 
 def connect(cluster: Cluster) -> Access:
     config = pulumi.Config("homelab")
-    token = config.require_secret("proxmoxApiToken")
-    key = config.require_secret("sshPrivateKey")
+    token = secret_config(PROXMOX_API_TOKEN)
+    key = secret_config(SSH_PRIVATE_KEY)
     provider = proxmoxve.Provider(
         "proxmox",
         proxmoxve.ProviderArgs(

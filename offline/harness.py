@@ -13,6 +13,7 @@ import contextvars
 import json
 import runpy
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,17 @@ from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import wait_for_rpcs
 
 from offline.engine import PROVIDER_PREFIX, EngineMocks, Shape
-from spec import CLUSTER_KEY, read_stack_config
+from spec import CLUSTER_KEY, SpecError, parse_cluster, read_stack_config
+from spec.load import StackFileError, secret_keys
+from spec.secrets import ACCESS_SECRETS, full_key, is_ciphertext, plain_text_message, plain_text_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "homelab"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-# Stand-ins for the secrets an owner sets with `pulumi config set --secret`; never real values.
+# Stand-ins for the secrets an owner sets with `pulumi config set --secret`: the offline preview
+# cannot decrypt a stack file's `secure:` values, and needs none. Never real values.
 OFFLINE_SECRETS = {
     "homelab:proxmoxApiToken": "offline@pve!preview=00000000-0000-0000-0000-000000000000",
     "homelab:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\noffline-preview\n-----END OPENSSH PRIVATE KEY-----",
@@ -157,30 +161,57 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
+def stand_in(key: str) -> str:
+    return OFFLINE_SECRETS.get(key, f"offline-stand-in-for-{key}")
+
+
+def secrets_of(config: Mapping[str, Any]) -> list[str]:
+    """The secret keys of a stack's config: those of its spec, or only the program's access to
+    the cluster while the spec is missing or invalid (the program then stops on it anyway)."""
+    raw = config.get(CLUSTER_KEY)
+    try:
+        return secret_keys(parse_cluster(json.loads(raw) if isinstance(raw, str) else raw))
+    except (SpecError, ValueError):
+        return [full_key(key) for key in ACCESS_SECRETS]
+
+
 def config_for(stack: str, root: Path = ROOT, cluster: dict[str, Any] | None = None) -> dict[str, str]:
-    """The stack's config as the engine passes it: every value a string, objects as JSON."""
-    raw = read_stack_config(stack_file(stack, root))
+    """The stack's config as the engine passes it: every value a string, objects as JSON, each
+    secret a stand-in. A secret kept in the stack file in plain text is a SpecError."""
+    path = stack_file(stack, root)
+    raw = read_stack_config(path)
     if cluster is not None:
         raw[CLUSTER_KEY] = cluster
-    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
-    for key, value in OFFLINE_SECRETS.items():
-        config.setdefault(key, value)
+    keys = secrets_of(raw)
+    plain = plain_text_secrets(raw, keys)
+    if plain:
+        raise StackFileError(plain_text_message(plain, path.name))
+    config = {
+        k: stand_in(k) if is_ciphertext(v) else v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()
+    }
+    for key in keys:
+        config.setdefault(key, stand_in(key))
     return config
 
 
 def run_program(
-    stack: str, config: dict[str, str], root: Path = ROOT, shape: Shape = Shape.FIRST, mocks: EngineMocks | None = None
+    stack: str,
+    config: dict[str, str],
+    root: Path = ROOT,
+    shape: Shape = Shape.FIRST,
+    secret: list[str] | None = None,
 ) -> ProgramRun:
-    """Run `__main__.py` once as the engine would in a preview of `shape` (or under `mocks`), in a
-    fresh context so runs never share state."""
-    return contextvars.Context().run(_run, stack, config, root, mocks or EngineMocks(shape))
+    """Run `__main__.py` once as the engine would in a preview of `shape`, in a fresh context so
+    runs never share state. `secret`: the config keys the engine marks secret (default: the spec's)."""
+    keys = secrets_of(config) if secret is None else secret
+    return contextvars.Context().run(_run, stack, config, keys, root, EngineMocks(shape))
 
 
-def _run(stack: str, config: dict[str, str], root: Path, mocks: EngineMocks) -> ProgramRun:
+def _run(stack: str, config: dict[str, str], secret: list[str], root: Path, mocks: EngineMocks) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     monitor = CapturingMonitor(mocks)
-    pulumi.runtime.set_all_config(config, secret_keys=list(OFFLINE_SECRETS))
+    pulumi.runtime.set_all_config(config, secret_keys=secret)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))

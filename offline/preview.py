@@ -19,12 +19,14 @@ from typing import Any
 
 import pulumi
 
+from offline.engine import Shape
 from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program, stack_file
 from offline.policy_run import Violation, run_policies
 from offline.process import exit_now
 from offline.reports import Reports
 from plan.placement import PlacementError, place
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
+from spec.load import StackFileError
 
 EXIT_BAD_SPEC = 2
 # Cluster-wide resources that the API addresses through one node; "on <node>" would mislead.
@@ -151,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="home")
     parser.add_argument("--out", type=Path, default=ROOT / ".preview")
     parser.add_argument("--stack-dir", type=Path, default=ROOT, help="where Pulumi.<stack>.yaml is (default: here)")
+    parser.add_argument(
+        "--shape",
+        type=Shape,
+        choices=list(Shape),
+        default=Shape.FIRST,
+        help="answer as the engine does in the stack's first preview (default) or in a preview of the built stack",
+    )
     args = parser.parse_args(argv)
     path = stack_file(args.stack, args.stack_dir)
     if not path.exists():
@@ -158,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_SPEC
     try:
         cluster, config = load_spec(args.stack, args.stack_dir)
-        run = run_program(args.stack, config)
+        run = run_program(args.stack, config, shape=args.shape)
+    except StackFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SPEC
     except (SpecError, PlacementError) as exc:
         print(f"error: invalid {CLUSTER_KEY} in {path.name}:\n{exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     violations = run_policies(run.resources, config)
     found = [v.as_dict() for v in violations]
     reports = Reports.of(cluster)
-    print(f"Plan for stack {args.stack} (offline preview: nothing is contacted or changed)\n")
+    print(f"Plan for stack {args.stack} (offline {args.shape}: nothing is contacted or changed)\n")
     print("\n".join(tree_lines(run.resources)))
     for block in (summary_lines(run, cluster), reports.power_text(), reports.failover_text()):
         print()

@@ -9,9 +9,14 @@ import yaml
 from pydantic import ValidationError
 
 from spec.models import Cluster, SpecError, format_errors
+from spec.secrets import ACCESS_SECRETS, full_key
 
 # The one structured config value that describes the whole cluster.
 CLUSTER_KEY = "homelab:cluster"
+
+
+class StackFileError(SpecError):
+    """The stack file itself is unusable: not YAML, not a mapping, or a secret in plain text."""
 
 
 def parse_cluster(data: Any) -> Cluster:
@@ -24,12 +29,26 @@ def parse_cluster(data: Any) -> Cluster:
         raise SpecError(format_errors(exc)) from None
 
 
+def secret_keys(cluster: Cluster) -> list[str]:
+    """Every config key (`homelab:...`) the program reads as a secret: its access to the cluster
+    and the apps' `secret_env`."""
+    apps = {key for w in cluster.workloads for key in w.secret_env.values()}
+    return [full_key(key) for key in (*ACCESS_SECRETS, *sorted(apps))]
+
+
 def read_stack_config(path: Path) -> dict[str, Any]:
     """The `config:` map of a Pulumi stack file (keys like `homelab:cluster`)."""
-    doc = yaml.safe_load(path.read_text()) or {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path.name
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        raise StackFileError(f"{where}: not valid YAML: {problem}{f' ({context})' if context else ''}") from None
     if not isinstance(doc, dict):
-        raise SpecError(f"{path}: expected a mapping at the top")
+        raise StackFileError(f"{path.name}: expected a mapping at the top")
     config = doc.get("config") or {}
     if not isinstance(config, dict):
-        raise SpecError(f"{path}: `config` must be a mapping")
+        raise StackFileError(f"{path.name}: `config` must be a mapping")
     return config

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spec.secrets import ACCESS_SECRETS, SECRET_NAME, ConfigKey, EnvName
+
 HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=HOSTNAME)]
 VlanId = Annotated[int, Field(ge=1, le=4094)]
@@ -383,7 +385,11 @@ class Workload(Model):
     cpu_millicores: Annotated[int, Field(ge=1)] = 100
     memory_mib: Annotated[int, Field(ge=8)] = 128
     volumes: list[Volume] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    # Plain settings: they are written into the pod spec and the Pulumi state as they are.
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    # Variables from secrets: NAME -> a key of this stack's secret config (`pulumi config set
+    # --secret homelab:KEY`). They reach the pod through a Kubernetes Secret, never the pod spec.
+    secret_env: dict[EnvName, ConfigKey] = Field(default_factory=dict)
     ha: bool = True
     # A fixed LAN address for the exposed ports, outside k3s.load_balancer_pool; None: one from the pool.
     load_balancer_ip: IPv4Address | None = None
@@ -405,6 +411,18 @@ class Workload(Model):
         names = [p.name for p in self.ports]
         if len(set(names)) != len(names):
             raise ValueError(f"ports {names} names a port twice")
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"env and secret_env both set {', '.join(both)}; keep each variable in one of them")
+        secret_looking = sorted(name for name in self.env if SECRET_NAME.search(name))
+        if secret_looking:
+            raise ValueError(
+                f"env.{secret_looking[0]} looks like a secret, and env values are plain text in the pod spec and "
+                "the Pulumi state; put it in secret_env (NAME: a key set with `pulumi config set --secret`)"
+            )
+        access = sorted(set(self.secret_env.values()) & set(ACCESS_SECRETS))
+        if access:
+            raise ValueError(f"secret_env: {access[0]} is the program's own access to the cluster, not an app's secret")
         tcp = [p.name for p in self.ports if p.protocol == "TCP"]
         if self.ready_port is not None and self.ready_port not in tcp:
             raise ValueError(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from offline.engine import Shape
 from offline.harness import PROJECT, Resource, config_for
-from spec import CLUSTER_KEY
 from tests.support import patched, program
 
 
@@ -82,6 +80,4 @@ def of_type(resources: Iterable[Resource], typ: str) -> list[Resource]:
 
 def config_with(stack: str, data: dict[str, Any]) -> dict[str, str]:
     """The stack's config with another spec (as the engine passes it: a JSON string)."""
-    config = config_for(stack)
-    config[CLUSTER_KEY] = json.dumps(data)
-    return config
+    return config_for(stack, cluster=data)

@@ -67,6 +67,4 @@ def program(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
 
 
 def program_with(stack: str, data: dict[str, Any], shape: Shape = Shape.FIRST) -> ProgramRun:
-    config = config_for(stack)
-    config[CLUSTER_KEY] = json.dumps(data)
-    return run_program(stack, config, shape=shape)
+    return run_program(stack, config_for(stack, cluster=data), shape=shape)

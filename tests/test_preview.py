@@ -57,3 +57,40 @@ def test_missing_stack_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_short_type_keeps_types_apart() -> None:
     assert short_type("proxmoxve:sdn/fabric/openfabric:Openfabric") == "proxmoxve:sdn/fabric:Openfabric"
     assert short_type("proxmoxve:sdn/fabric/node/openfabric:Openfabric") == "proxmoxve:sdn/fabric/node:Openfabric"
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "Pulumi.home.yaml").read_text().replace("budget_watts: 75", "budget_watts: [75", 1)
+    (tmp_path / "Pulumi.typo.yaml").write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "budget_watts: [75" in row)
+    assert main(["--stack", "typo", "--stack-dir", str(tmp_path)]) == EXIT_BAD_SPEC
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    first = captured.err.splitlines()[0]
+    assert first.startswith("error: Pulumi.typo.yaml:") and "not valid YAML" in first
+    assert int(first.split(":")[2]) in (line, line + 1)  # the flow sequence is reported where it breaks
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("key", ["homelab:proxmoxApiToken", "homelab:sshPrivateKey"])
+def test_a_plain_text_secret_in_a_stack_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.home.yaml").read_text())
+    doc["config"][key] = "root@pam!homelab=0a1b2c3d"
+    (tmp_path / "Pulumi.leaky.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["--stack", "leaky", "--stack-dir", str(tmp_path)]) == EXIT_BAD_SPEC
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {key} is plain text in Pulumi.leaky.yaml")
+    assert f"pulumi config set --secret {key}" in err
+    # Encrypted, as `pulumi config set --secret` writes it, it is fine (the preview needs no key).
+    doc["config"][key] = {"secure": "v1:c2FsdA==:Y2lwaGVydGV4dA=="}
+    (tmp_path / "Pulumi.sealed.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["--stack", "sealed", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+
+
+def test_the_preview_answers_as_a_built_stack_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--stack", "lab", "--shape", "update-preview", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Plan for stack lab (offline update-preview")
+    assert json.loads((tmp_path / "lab.json").read_text())["violations"] == []

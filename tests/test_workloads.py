@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 
 from components.k3s import PROXMOX_NODE_LABEL
-from components.workloads import (
+from components.platform import (
     CSI_CHART,
     CSI_DRIVER,
     CSI_REPOSITORY,
