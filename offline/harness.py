@@ -24,10 +24,13 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import wait_for_rpcs
 
+from offline import sdk_speedup
 from offline.engine import PROVIDER_PREFIX, EngineMocks, Shape
 from spec import CLUSTER_KEY, SpecError, parse_cluster, read_stack_config
 from spec.load import StackFileError, secret_keys
 from spec.secrets import ACCESS_SECRETS, full_key, is_ciphertext, plain_text_message, plain_text_secrets
+
+sdk_speedup.install()
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "homelab"

@@ -1,13 +1,21 @@
-"""The cycle check shortcut answers exactly as the SDK's own walk."""
+"""The offline cycle-check shortcut answers exactly as the SDK's own walk, stays out of the real
+program, and refuses an SDK it was not written for."""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 from pulumi.runtime import resource_cycle_breaker as breaker
 
-import components  # noqa: F401 - installs the shortcut
+from offline import (
+    harness,  # noqa: F401 - installs the shortcut
+    sdk_speedup,
+)
+from offline.harness import ROOT
 
 
 class _Stand:
@@ -20,6 +28,26 @@ def Node() -> Any:  # noqa: N802 - reads like the constructor it stands for
 
 def test_installed() -> None:
     assert getattr(breaker, "_homelab_patched", False)
+
+
+def test_written_for_the_pinned_sdk() -> None:
+    # Fails when a Pulumi upgrade changes the module: re-check the shortcut, then WRITTEN_FOR.
+    assert sdk_speedup.source_digest() == sdk_speedup.WRITTEN_FOR
+
+
+def test_refuses_another_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(breaker, "_homelab_patched", False)
+    monkeypatch.setattr(sdk_speedup, "WRITTEN_FOR", "0" * 64)
+    with pytest.raises(sdk_speedup.SdkChangedError, match="the pinned Pulumi SDK changed"):
+        sdk_speedup.install()
+
+
+def test_the_real_program_does_not_patch_the_sdk() -> None:
+    code = "import sys; sys.path.insert(0, '.'); import components.k3s, components.workloads; " + (
+        "from pulumi.runtime import resource_cycle_breaker as b; print(getattr(b, '_homelab_patched', False))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_edges_that_close_a_cycle_are_still_refused() -> None:

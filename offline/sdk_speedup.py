@@ -1,4 +1,4 @@
-"""Keep `pulumi preview` linear in the size of the cluster.
+"""Keep the offline preview linear in the size of the cluster (installed by `offline.harness`).
 
 For every dependency a resource declares, the Pulumi Python SDK (3.272) checks that the new edge
 would not close a cycle by walking everything the dependency transitively depends on, through
@@ -10,20 +10,44 @@ The walk looks for the resource being registered. A resource that nothing depend
 cannot be reached by any walk, so the answer is known at once. Otherwise the same walk runs as
 a plain loop over a stack (the same answer, without a generator frame per level of depth), so
 cycles are refused exactly as before.
+
+It replaces private functions of the SDK, so it only runs offline (the preview, the tests, the
+benchmarks), never in the program the engine runs, and only on the exact module it was written
+against: a Pulumi upgrade that changes `resource_cycle_breaker.py` stops it with an error that
+says to check it again, instead of patching something else.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from typing import Any
 
 from pulumi.runtime import resource_cycle_breaker as breaker
 
 _HAS_DEPENDENTS = "_homelab_has_dependents"
+# sha256 of `pulumi/runtime/resource_cycle_breaker.py` in pulumi 3.272.0, the version pinned in
+# requirements.txt and the one this shortcut was checked against.
+WRITTEN_FOR = "58bcb372e5e36ee03b06ca0eaf28dcea9696777d5c047b9ebf9bcfe98595c516"
+
+
+class SdkChangedError(RuntimeError):
+    """The SDK module this shortcut replaces parts of is not the one it was written for."""
+
+
+def source_digest() -> str:
+    return hashlib.sha256(inspect.getsource(breaker).encode()).hexdigest()
 
 
 def install() -> None:
     if getattr(breaker, "_homelab_patched", False):
         return
+    if source_digest() != WRITTEN_FOR:
+        raise SdkChangedError(
+            "pulumi/runtime/resource_cycle_breaker.py is not the one offline/sdk_speedup.py was written for "
+            "(the pinned Pulumi SDK changed): check `_add_dep`, `_deps` and `_reachable` against the new "
+            "version, then update WRITTEN_FOR"
+        )
     original_add_dep = breaker._add_dep
     deps = breaker._deps
 
