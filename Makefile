@@ -1,5 +1,7 @@
 # Two commands for a fresh clone: `make preview` and `make test`. Both install what they need.
 STACK ?= home
+# first-preview (nothing built yet) or update-preview (the stack as the last `pulumi up` left it)
+SHAPE ?= first-preview
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,14 +25,15 @@ tools:
 
 ## The offline plan of a stack (STACK=home by default): no Proxmox, no Pulumi CLI, no secrets.
 preview: $(BIN)/.installed
-	$(BIN)/python -m offline.preview --stack $(STACK)
+	$(BIN)/python -m offline.preview --stack $(STACK) --shape $(SHAPE)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict -c .yamllint.yaml .
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	$(BIN)/zizmor --offline --no-progress .github/workflows
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(BIN)/zizmor --offline --no-progress --persona=auditor .github
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy __main__.py components spec plan offline policies tests benchmarks

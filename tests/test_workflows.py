@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ import yaml
 from offline.harness import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 BIN = Path(sys.executable).parent
 
 
@@ -30,9 +32,9 @@ def test_workflows_match_the_github_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_zizmor_finds_nothing() -> None:
+def test_zizmor_finds_nothing_even_as_an_auditor() -> None:
     result = subprocess.run(
-        [BIN / "zizmor", "--offline", "--no-progress", str(ROOT / ".github" / "workflows")],
+        [BIN / "zizmor", "--offline", "--no-progress", "--persona=auditor", str(ROOT / ".github")],
         check=False,
         capture_output=True,
         text=True,
@@ -40,12 +42,14 @@ def test_zizmor_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("workflow", [*WORKFLOWS, *ACTIONS], ids=lambda p: p.parent.name + "/" + p.name)
 def test_every_action_is_pinned_by_commit(workflow: Path) -> None:
     uses = re.findall(r"uses:\s*([^\s#]+)", workflow.read_text())
     assert uses
     for ref in uses:
-        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{workflow.name}: {ref} is not pinned by SHA"
+        # An action of this repository (`$/...`) comes with the checked-out commit itself.
+        pinned = re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref) or re.fullmatch(r"\$/\.github/actions/[\w-]+", ref)
+        assert pinned, f"{workflow.name}: {ref} is not pinned by SHA"
 
 
 def test_home_waits_for_the_lab_and_an_approval() -> None:
@@ -60,3 +64,50 @@ def test_pull_requests_run_make_test_and_skip_cloud_preview_on_forks() -> None:
     steps = [s.get("run", "") for s in pr["jobs"]["offline"]["steps"]]
     assert "make test" in steps
     assert "head.repo.full_name == github.repository" in pr["jobs"]["pulumi-preview"]["if"]
+
+
+def load(name: str) -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text()))
+
+
+def runs(job: dict[str, Any]) -> list[str]:
+    return [s["run"] for s in job["steps"] if "run" in s]
+
+
+def test_the_cli_is_pinned_to_the_sdk_version() -> None:
+    sdk = next(
+        line.split("==")[1] for line in (ROOT / "requirements.txt").read_text().split() if line.startswith("pulumi==")
+    )
+    assert load("deploy.yml")["env"]["PULUMI_VERSION"] == sdk
+    assert load("pull-request.yml")["jobs"]["pulumi-preview"]["env"]["PULUMI_VERSION"] == sdk
+    action = yaml.safe_load((ROOT / ".github" / "actions" / "pulumi-on-the-lan" / "action.yml").read_text())
+    (install,) = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    # No `command`: the action only installs the CLI, so it never reads the stack's outputs (it
+    # would read them with --show-secrets and set each one as a step output, kubeconfig included).
+    assert install["with"] == {"pulumi-version": "${{ inputs.pulumi-version }}"}
+
+
+@pytest.mark.parametrize("stack", ["lab", "home"])
+def test_each_deploy_previews_with_the_policy_pack_before_it_applies(stack: str) -> None:
+    job = load("deploy.yml")["jobs"][stack]
+    assert job["environment"] == stack and job["env"]["STACK"] == stack
+    preview, up = runs(job)
+    assert preview.startswith('pulumi preview --stack "$STACK" --policy-pack policies')
+    assert up.startswith('pulumi up --stack "$STACK" --policy-pack policies') and "--skip-preview" in up
+    lan = [s for s in job["steps"] if s.get("uses") == "$/.github/actions/pulumi-on-the-lan"]
+    assert lan and lan[0]["with"]["tailscale-tag"] == "tag:homelab-deploy"
+
+
+def test_no_workflow_prints_stack_outputs_or_runs_a_pull_request_on_a_lan_runner() -> None:
+    for workflow in WORKFLOWS:
+        text = workflow.read_text()
+        assert "--show-secrets" not in text and "stack output" not in text, workflow.name
+    for name, job in load("pull-request.yml")["jobs"].items():
+        assert "self-hosted" not in str(job["runs-on"]), name
+
+
+def test_secrets_are_only_read_in_jobs_with_an_environment() -> None:
+    for workflow in WORKFLOWS:
+        for name, job in load(workflow.name)["jobs"].items():
+            if "secrets." in yaml.safe_dump(job).replace("secrets.GITHUB_TOKEN", ""):
+                assert job.get("environment"), f"{workflow.name}: job {name} reads secrets outside an environment"
