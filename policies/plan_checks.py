@@ -38,13 +38,13 @@ def check_power_budget(cluster: Cluster) -> list[Finding]:
     plan = plan_of(cluster)
     if isinstance(plan, str):
         return [(plan, None)]
-    running = {n: [g for g in plan.running if g.node == n] for n in plan.placement.values()}
+    on_node = {n.name: [g.name for g in plan.running if g.node == n.name] for n in cluster.nodes}
     draw = cluster_draw(cluster, {g.name: g.node for g in plan.running})
     if draw.within_budget:
         return []
     per_node = "; ".join(
         f"{d.node} {d.watts:.1f} W = idle {d.idle_watts:g} W + {d.watts - d.idle_watts:.1f} W at "
-        f"{d.utilisation:.0%} busy ({', '.join(g.name for g in running.get(d.node, [])) or 'no guests'})"
+        f"{d.utilisation:.0%} busy ({', '.join(on_node[d.node]) or 'no guests'})"
         for d in draw.nodes
     )
     return [

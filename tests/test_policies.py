@@ -136,6 +136,11 @@ def test_a_parked_guest_draws_nothing() -> None:
     server = next(g for g, node in before.placement.items() if node == "pve1" and g.startswith("k3s-server"))
     assert drained.parked == {server}
     assert server not in {g.name for g in drained.running}
+    # Its 0.8 W of expected load leaves the modelled draw: 28.0 W, not the 28.7 W with it running.
+    tight = _with_maintenance(stack_cluster("home"), "pve1")
+    tight = tight.model_copy(update={"power": tight.power.model_copy(update={"budget_watts": 1})})
+    ((message, _),) = plan_checks.check_power_budget(tight)
+    assert message.startswith("the cluster would draw 28.0 W, over the budget of 1 W")
 
 
 def _with_maintenance(cluster: Cluster, node: str) -> Cluster:
