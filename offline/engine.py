@@ -2,9 +2,11 @@
 
 Checked in pulumi/pulumi and pulumi/pulumi-terraform-bridge (see `../shared/reference/toolbox.md`):
 
-- `pkg/resource/deploy/step.go` (CreateStep.Apply): a resource being created in a preview gets an
-  empty id, so its `.id` is unknown to the program (`sdk/python/lib/pulumi/runtime/resource.py`:
-  `is_known = bool(resp.id)`).
+- `pkg/resource/deploy/step.go` (CreateStep.Apply) keeps the id the provider answers a preview's
+  Create with: a bridged provider (Proxmox, Kubernetes) answers with none, so the resource's `.id`
+  is unknown to the program (`sdk/python/lib/pulumi/runtime/resource.py`: `is_known =
+  bool(resp.id)`). pulumi-command makes up an id even in a preview; nothing reads a Command's id,
+  and the mocks give every resource an empty one.
 - A configured provider answers a preview's Create with its planned state: the inputs, with every
   computed attribute unknown (`pkg/tfbridge/provider.go` Create: `diff.ProposedState` when
   `req.GetPreview()`; `pkg/pf/tfbridge/provider_create.go`: `planResp.PlannedState`). The Python
@@ -28,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.rpc import UNKNOWN
 
 from policies.tokens import REMOTE_COMMAND, VM
 
@@ -48,22 +51,23 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def _computed_after_up(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
-    """What a provider computed during the `up` that built a resource, for the outputs the program reads."""
-    if args.typ == REMOTE_COMMAND:
+def _computed(args: pulumi_mocks.MockResourceArgs, built: bool) -> dict[str, Any]:
+    """The provider-computed outputs the program reads: what the `up` that built the resource
+    left (`built`), or unknown in a first preview. Top-level ones a provider leaves out are
+    unknown to the SDK anyway; nested ones must be marked."""
+    if args.typ == REMOTE_COMMAND and built:
         # A stand-in for what the script printed (a token, a key, a kubeconfig): known, never real.
         return {"stdout": f"offline-{args.name}-{_digest(args.name)[:16]}", "stderr": ""}
     if args.typ == VM and isinstance(nics := args.inputs.get("networkDevices"), list):
         # Proxmox gives each NIC a MAC of its own when none is set (BC:24:11 is its prefix).
         vm_id = int(args.inputs.get("vmId") or 0)
+        made = [
+            f"BC:24:11:{vm_id // 256 % 256:02X}:{vm_id % 256:02X}:{i:02X}" if built else UNKNOWN
+            for i in range(len(nics))
+        ]
         return {
             "networkDevices": [
-                {
-                    **nic,
-                    "macAddress": nic.get("macAddress")
-                    or f"BC:24:11:{vm_id // 256 % 256:02X}:{vm_id % 256:02X}:{i:02X}",
-                }
-                for i, nic in enumerate(nics)
+                {**nic, "macAddress": nic.get("macAddress") or mac} for nic, mac in zip(nics, made, strict=True)
             ]
         }
     return {}
@@ -84,8 +88,8 @@ class EngineMocks(pulumi_mocks.Mocks):
         if self.shape is Shape.FIRST:
             if provider_urn(args.provider) in self.unconfigured:
                 return "", {}
-            return "", dict(args.inputs)
-        return f"{args.name}-id", {**args.inputs, **_computed_after_up(args)}
+            return "", {**args.inputs, **_computed(args, built=False)}
+        return f"{args.name}-id", {**args.inputs, **_computed(args, built=True)}
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None

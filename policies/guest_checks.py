@@ -19,6 +19,7 @@ VM_DEFAULT_STORAGE = "local-lvm"
 CT_DEFAULT_STORAGE = "local"
 DEFAULT_CORES = 1
 DEFAULT_MEMORY_MIB = 512
+GUESTS = (VM, CONTAINER)
 
 
 @dataclass(frozen=True)

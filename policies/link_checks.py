@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.props import UNKNOWN, Declared, as_str, get, items, k8s_name, where
+from policies.props import Declared, as_str, get, items, k8s_name, known_items, where
 from policies.tokens import BOND, CEPH_POOL, CLUSTER_COMPONENT, FABRIC_NODE, PVC, STATEFUL_SET
 from spec import CLUSTER_KEY, Cluster
 
@@ -26,9 +26,8 @@ def check_redundant_links(r: Declared, cluster: Cluster | str | None) -> list[st
 
 
 def _bond_members(r: Declared) -> list[str]:
-    slaves = get(r.props, "slaves")
-    members = [s for s in items(slaves) if isinstance(s, str)]
-    if slaves is UNKNOWN or len(members) >= 2:
+    members = [s for s in known_items(get(r.props, "slaves"), f"{r.name}'s slaves") if isinstance(s, str)]
+    if len(members) >= 2:
         return []
     node = as_str(get(r.props, "nodeName")) or "its node"
     bond = as_str(get(r.props, "name")) or r.name
@@ -39,9 +38,9 @@ def _bond_members(r: Declared) -> list[str]:
 
 
 def _mesh_cables(r: Declared) -> list[str]:
-    links = get(r.props, "interfaceNames")
-    nics = [s for s in items(links) if isinstance(s, str)]
-    if links is UNKNOWN or len(nics) >= 2:
+    links = known_items(get(r.props, "interfaceNames"), f"{r.name}'s interfaceNames")
+    nics = [s for s in links if isinstance(s, str)]
+    if len(nics) >= 2:
         return []
     node = as_str(get(r.props, "nodeId")) or r.name
     return [

@@ -2,7 +2,7 @@
 
 Every figure is known at preview time, in a stack's first preview as in later ones: the nodes,
 watts and budget come from the spec, and where each guest runs from `plan.placement`, the same
-placement the program declares. `guests-as-planned` (resource_checks) holds each declared VM and
+placement the program declares. `guests-as-planned` (guest_checks) holds each declared VM and
 container to that plan, so what is judged here is what gets built.
 """
 
@@ -25,8 +25,21 @@ class Plan:
     running: list[Running]
 
 
+_PLANS: dict[int, tuple[Cluster, Plan | str]] = {}
+
+
 def plan_of(cluster: Cluster) -> Plan | str:
-    """Where the program puts every guest, or why it cannot (the program stops on the same error)."""
+    """Where the program puts every guest, or why it cannot (the program stops on the same error).
+    Computed once per spec: the pack judges every guest and workload against the same plan."""
+    if id(cluster) in _PLANS and _PLANS[id(cluster)][0] is cluster:
+        return _PLANS[id(cluster)][1]
+    if len(_PLANS) > 8:
+        _PLANS.clear()
+    _PLANS[id(cluster)] = (cluster, _plan(cluster))
+    return _PLANS[id(cluster)][1]
+
+
+def _plan(cluster: Cluster) -> Plan | str:
     try:
         placement, parked = plan_guests(cluster)
     except PlacementError as exc:

@@ -94,6 +94,15 @@ def items(value: Any) -> list[Any]:
     return out
 
 
+def known_items(value: Any, what: str) -> list[Any]:
+    """Every element of a list input, or NotKnownYetError when it or an element is unknown."""
+    known(value, what)
+    elements = items(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(elements) < len(value):
+        raise NotKnownYetError(f"{what} is only known after `pulumi up` (one of its elements)")
+    return elements
+
+
 def as_int(value: Any) -> int | None:
     """Numbers arrive as floats over the wire; None for absent, unknown or non-numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -24,6 +24,13 @@ from spec import Cluster
 CEPH_DEFAULT_SIZE = 3
 CEPH_DEFAULT_MIN_SIZE = 2
 WORKLOADS = (DEPLOYMENT, STATEFUL_SET)
+REPLICATED = (CEPH_POOL, *WORKLOADS, PDB)
+
+
+def workload_kind(r: Declared) -> str:
+    return {DEPLOYMENT: "Deployment", STATEFUL_SET: "StatefulSet", PDB: "PodDisruptionBudget"}.get(
+        r.resource_type, r.resource_type
+    )
 
 
 def check_replica_counts(r: Declared, cluster: Cluster) -> list[str]:
@@ -71,8 +78,8 @@ def _k3s_hosts(cluster: Cluster) -> int:
 
 def _ha_replicas(r: Declared, cluster: Cluster) -> list[str]:
     name, namespace = k8s_name(r)
-    kind = "Deployment" if r.resource_type == DEPLOYMENT else "StatefulSet"
-    if labels(get(r.props, "metadata", "labels")).get(HA_LABEL) != "true":
+    kind = workload_kind(r)
+    if _labels(r, "metadata", "labels").get(HA_LABEL) != "true":
         return []
     replicas = known(get(r.props, "spec", "replicas"), f"{kind} {name}'s replicas")
     count = 1 if replicas is None else as_int(replicas) or 0  # Kubernetes defaults to 1
@@ -137,6 +144,19 @@ class _Budget:
     selector: dict[str, str]
 
 
+def _namespace(r: Declared) -> str:
+    name, namespace = k8s_name(r)
+    return str(known(UNKNOWN if namespace is None else namespace, f"{workload_kind(r)} {name}'s namespace"))
+
+
+def _labels(r: Declared, *path: str) -> dict[str, str]:
+    value = known(get(r.props, *path), f"{workload_kind(r)} {r.name}'s {'.'.join(path)}")
+    found = labels(value)
+    if isinstance(value, Mapping) and len(found) < len(value):
+        raise NotKnownYetError(f"a label of {workload_kind(r)} {r.name}'s {'.'.join(path)} is only known after up")
+    return found
+
+
 def _objects_known(resources: Iterable[Declared]) -> list[Declared]:
     """The workloads and budgets; NotKnownYetError when their provider has answered with nothing yet."""
     found = [r for r in resources if r.resource_type in (*WORKLOADS, PDB)]
@@ -153,23 +173,20 @@ def check_disruption_budgets(cluster: Cluster, resources: Iterable[Declared]) ->
     if cluster.k3s is None or not any(w.ha for w in cluster.workloads):
         return []
     found = _objects_known(resources)
-    budgets = []
-    for r in (x for x in found if x.resource_type == PDB):
-        selector = get(r.props, "spec", "selector", "matchLabels")
-        budgets.append(_Budget(k8s_name(r)[1] or "", labels(selector) if selector is not UNKNOWN else {}))
+    # In policy/v1 an empty selector selects every pod in its namespace.
+    budgets = [
+        _Budget(_namespace(r), _labels(r, "spec", "selector", "matchLabels")) for r in found if r.resource_type == PDB
+    ]
     findings: list[Finding] = []
     for r in (x for x in found if x.resource_type in WORKLOADS):
-        if labels(get(r.props, "metadata", "labels")).get(HA_LABEL) != "true":
+        if _labels(r, "metadata", "labels").get(HA_LABEL) != "true":
             continue
-        name, namespace = k8s_name(r)
-        pods: Mapping[str, str] = labels(get(r.props, "spec", "template", "metadata", "labels"))
-        # In policy/v1 an empty selector selects every pod in its namespace.
+        namespace, pods = _namespace(r), _labels(r, "spec", "template", "metadata", "labels")
         if not any(b.namespace == namespace and all(pods.get(k) == v for k, v in b.selector.items()) for b in budgets):
-            kind = "Deployment" if r.resource_type == DEPLOYMENT else "StatefulSet"
             findings.append(
                 (
-                    f"{kind} {where(namespace, name)} is HA but no PodDisruptionBudget selects its pods: a node "
-                    "drain may evict every replica at once; add one with maxUnavailable: 1",
+                    f"{workload_kind(r)} {where(namespace, k8s_name(r)[0])} is HA but no PodDisruptionBudget selects "
+                    "its pods: a node drain may evict every replica at once; add one with maxUnavailable: 1",
                     r.urn,
                 )
             )

@@ -17,7 +17,7 @@ in-process on the resources the offline harness captures (`offline/policy_run.py
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 # The pack ships inside this repo and shares its pure spec and power/failover model (`spec`,
@@ -37,7 +37,7 @@ from pulumi_policy import (  # noqa: E402
     StackValidationPolicy,
 )
 
-from policies.guest_checks import check_guest_as_planned, check_ha_shared_storage  # noqa: E402
+from policies.guest_checks import GUESTS, check_guest_as_planned, check_ha_shared_storage  # noqa: E402
 from policies.link_checks import check_protect_stateful, check_redundant_links  # noqa: E402
 from policies.plan_checks import (  # noqa: E402
     Finding,
@@ -46,7 +46,7 @@ from policies.plan_checks import (  # noqa: E402
     check_survives_any_node,
 )
 from policies.props import spec_or_reason  # noqa: E402
-from policies.replica_checks import check_disruption_budgets, check_replica_counts  # noqa: E402
+from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
 from policies.tokens import CLUSTER_COMPONENT  # noqa: E402
 from spec import Cluster  # noqa: E402
 
@@ -67,9 +67,14 @@ def _on_plan(check: Callable[[Cluster], list[Finding]]) -> Callable[[StackValida
 
 
 def _on_resource(
-    check: Callable[[ResourceValidationArgs, Cluster], list[str]],
+    check: Callable[[ResourceValidationArgs, Cluster], list[str]], types: Collection[str]
 ) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    """A resource check of the resources of `types` (so a missing spec is reported on them, not
+    once for every resource of the stack)."""
+
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type not in types:
+            return
         cluster = spec_or_reason()
         if not isinstance(cluster, Cluster):
             report_violation(cluster, None)
@@ -112,13 +117,13 @@ POLICIES: list[Policy] = [
         name="guests-as-planned",
         description="Every VM and container is one of the spec's guests, declared on the node, with the vCPUs "
         "and memory, and running or parked, as the plan the other policies judged.",
-        validate=_on_resource(check_guest_as_planned),
+        validate=_on_resource(check_guest_as_planned, GUESTS),
     ),
     ResourceValidationPolicy(
         name="replica-counts",
         description="Ceph pools keep 3 copies on different hosts, HA workloads run 2+ replicas on distinct "
         "hosts, and every PodDisruptionBudget lets a drain evict one pod.",
-        validate=_on_resource(check_replica_counts),
+        validate=_on_resource(check_replica_counts, REPLICATED),
     ),
     StackValidationPolicy(
         name="disruption-budgets",
@@ -129,7 +134,7 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="ha-shared-storage",
         description="Every HA guest's disks are on the shared Ceph storage, so another node can start it.",
-        validate=_on_resource(check_ha_shared_storage),
+        validate=_on_resource(check_ha_shared_storage, GUESTS),
     ),
     ResourceValidationPolicy(
         name="redundant-links",

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from spec.secrets import ACCESS_SECRETS, SECRET_NAME, ConfigKey, EnvName
+from spec.secrets import PROGRAM_KEYS, SECRET_NAME, ConfigKey, EnvName
 
 HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=HOSTNAME)]
@@ -420,9 +420,11 @@ class Workload(Model):
                 f"env.{secret_looking[0]} looks like a secret, and env values are plain text in the pod spec and "
                 "the Pulumi state; put it in secret_env (NAME: a key set with `pulumi config set --secret`)"
             )
-        access = sorted(set(self.secret_env.values()) & set(ACCESS_SECRETS))
-        if access:
-            raise ValueError(f"secret_env: {access[0]} is the program's own access to the cluster, not an app's secret")
+        own = sorted(set(self.secret_env.values()) & set(PROGRAM_KEYS))
+        if own:
+            raise ValueError(
+                f"secret_env: {own[0]} is the program's own setting, not an app's secret; name a key of its own"
+            )
         tcp = [p.name for p in self.ports if p.protocol == "TCP"]
         if self.ready_port is not None and self.ready_port not in tcp:
             raise ValueError(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")

@@ -20,14 +20,19 @@ PROXMOX_API_TOKEN = "proxmoxApiToken"
 SSH_PRIVATE_KEY = "sshPrivateKey"
 # What the program needs to reach the cluster.
 ACCESS_SECRETS = (PROXMOX_API_TOKEN, SSH_PRIVATE_KEY)
+# The program's own settings (Pulumi.yaml's `config:` and the spec): no app's secret.
+PROGRAM_KEYS = (*ACCESS_SECRETS, "cluster", "proxmoxEndpoint", "proxmoxInsecure")
 
 # A key of this stack's config, as `pulumi config set` takes it after `homelab:`.
 ConfigKey = Annotated[str, Field(pattern=r"^[a-z][A-Za-z0-9]{0,62}$")]
 # An environment variable's name, as Kubernetes takes it (C identifier).
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
-# Names whose value is a secret by every convention: such a value belongs in `secret_env`.
-SECRET_NAME = re.compile(r"(^|_)(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY)(_|$)", re.IGNORECASE)
+# Names whose value is a secret by every convention: such a value belongs in `secret_env`. A
+# `..._FILE` variable names a file that holds the secret (the images' convention), not the secret.
+SECRET_NAME = re.compile(
+    r"(^|_)(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY)(_(?!FILE$)|$)", re.IGNORECASE
+)
 
 
 def full_key(key: str) -> str:

@@ -118,6 +118,14 @@ def test_a_rebuilt_vm_reruns_its_k3s_install_and_label() -> None:
         assert run.named(f"{name}-k3s-label").inputs["triggers"][1] == mac
 
 
+def test_before_the_vms_exist_their_macs_are_unknown_not_empty() -> None:
+    # A first preview cannot know the MACs Proxmox will give: the triggers say so, never "".
+    run = run_program("home", config_for("home"), shape=Shape.FIRST)
+    spec = spec_of(stack_cluster("home"))
+    for name in [*spec.servers, *spec.agents]:
+        assert install(run, name).inputs["triggers"] == [spec.version, UNKNOWN]
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_join_token_is_a_secret_on_stdin_never_in_a_script(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)

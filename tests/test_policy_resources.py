@@ -259,9 +259,21 @@ def test_corosync_on_one_link() -> None:
     assert v.resource == next(r.urn for r in full_stack("home") if r.type == tokens.CLUSTER_COMPONENT)
 
 
-def test_unknown_members_are_not_judged() -> None:
-    unknown = edit(full_stack("home"), "pve1-bond0", {"slaves": UNKNOWN})
-    assert check(unknown) == []
+@pytest.mark.parametrize("slaves", [UNKNOWN, ["enp1s0", UNKNOWN]], ids=["list", "element"])
+def test_members_known_only_after_up_are_not_judged_but_said(slaves: Any) -> None:
+    unknown = edit(full_stack("home", Shape.UPDATE), "pve1-bond0", {"slaves": slaves})
+    found = run(unknown)
+    assert check(unknown) == [] and not_known(found) == ["redundant-links"]
+    assert "pve1-bond0's slaves is only known after `pulumi up`" in found[0].message
+
+
+def test_budgets_and_pods_known_only_after_up_are_not_judged_but_said() -> None:
+    stack = full_stack("home", Shape.UPDATE)
+    for change in ({"spec.selector.matchLabels": UNKNOWN}, {"metadata.namespace": UNKNOWN}):
+        unknown = edit(stack, "apps-whoami", change, typ=tokens.PDB)
+        found = run(unknown)
+        assert check(unknown) == [], change
+        assert "disruption-budgets" in not_known(found), change
 
 
 # --- protect-stateful ---------------------------------------------------------------------
