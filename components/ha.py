@@ -21,10 +21,6 @@ PREFERRED_PRIORITY = 2
 OTHER_PRIORITY = 1
 
 
-def ha_id(guest: Guest) -> str:
-    return f"{'vm' if guest.kind == 'vm' else 'ct'}:{guest.vm_id}"
-
-
 def node_priorities(cluster: Cluster, preferred: str) -> dict[str, int]:
     """The preferred node first, every other node as a fallback (a non-strict preference)."""
     return {n.name: PREFERRED_PRIORITY if n.name == preferred else OTHER_PRIORITY for n in cluster.nodes}
@@ -50,7 +46,7 @@ class HighAvailability(pulumi.ComponentResource):
             g.name: proxmoxve.Haresource(
                 f"{g.name}-ha",
                 proxmoxve.HaresourceArgs(
-                    resource_id=ha_id(g),
+                    resource_id=g.ha_id,
                     # A guest parked on a drained node must stay down, or HA would start it there.
                     state="stopped" if g.name in stopped else "started",
                     # One restart on the same node, then move: a dead node never answers a restart.
@@ -88,7 +84,7 @@ class HighAvailability(pulumi.ComponentResource):
                     proxmoxve.HaruleArgs(
                         rule=f"{g.name}-prefers-{g.node}",
                         type="node-affinity",
-                        resources=[ha_id(g)],
+                        resources=[g.ha_id],
                         # One node, non-strict: "prefer this node, else any". A rule with several
                         # priorities conflicts with a resource-affinity rule on the same guest in
                         # pve-ha-manager, which would then ignore one of them.
@@ -112,7 +108,7 @@ class HighAvailability(pulumi.ComponentResource):
                         rule=f"{group}-apart",
                         type="resource-affinity",
                         affinity="negative",
-                        resources=[ha_id(g) for g in gs],
+                        resources=[g.ha_id for g in gs],
                         comment=f"keep {group} on different nodes",
                     ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resources[g.name] for g in gs]),

@@ -20,12 +20,12 @@ from typing import Any
 import pulumi
 
 from offline.engine import Shape
-from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program, stack_file
+from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program, secrets_of, stack_file
 from offline.policy_run import Violation, run_policies
 from offline.process import exit_now
 from offline.reports import Reports
 from plan.placement import PlacementError, place
-from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
+from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster, read_stack_config
 from spec.load import StackFileError
 
 EXIT_BAD_SPEC = 2
@@ -189,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(block))
     print()
     print("\n".join(violation_lines(violations, run)))
+    unset = [key for key in secrets_of(config) if key not in read_stack_config(path)]
+    if unset:
+        print(
+            f"\nsecrets not set in {path.name} (stand-ins here; `pulumi up` needs each, set with "
+            f"`pulumi config set --secret`): {', '.join(unset)}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = args.out / f"{args.stack}.json", args.out / f"{args.stack}.md"
     json_path.write_text(json.dumps(report(run, reports, found), indent=2) + "\n")

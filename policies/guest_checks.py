@@ -6,12 +6,12 @@ and whether it runs); `ha-shared-storage` keeps an HA guest's disks on storage e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from policies.plan_checks import plan_of
-from policies.props import Declared, as_int, as_str, get, items, known
-from policies.tokens import CONTAINER, VM
+from policies.plan_checks import Finding, plan_of
+from policies.props import Declared, NotKnownYetError, as_int, as_str, get, items, known
+from policies.tokens import CONTAINER, HA_RESOURCE, VM
 from spec import Cluster, Guest
 
 # What the provider creates when an input is left out (pulumi-proxmoxve 8.6.0 docs).
@@ -138,3 +138,49 @@ def check_ha_shared_storage(r: Declared, cluster: Cluster) -> list[str]:
         for where, storage in guest.volumes
         if storage not in shared
     ]
+
+
+def check_ha_declared(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
+    """The HA the node-loss check assumes is the HA declared: an HA resource for every HA guest of
+    the spec (started, or stopped while the plan parks it), and none for any other guest. Read
+    from the stack's outputs: the Proxmox provider is configured in every preview, so they are its
+    planned state (the inputs) even before the first `up`."""
+    plan = plan_of(cluster)
+    if isinstance(plan, str):
+        return [(plan, None)]
+    declared: dict[str, tuple[str, str]] = {}  # HA id -> (state, URN)
+    for r in resources:
+        if r.resource_type != HA_RESOURCE:
+            continue
+        if not r.props:
+            raise NotKnownYetError(f"HA resource {r.name} has no outputs yet: its provider answered with nothing")
+        ha_id = str(known(get(r.props, "resourceId"), f"{r.name}'s resourceId"))
+        state = as_str(known(get(r.props, "state"), f"{r.name}'s state")) or "started"  # Proxmox's default
+        declared[ha_id] = (state, r.urn)
+    findings: list[Finding] = []
+    for g in cluster.guests:
+        state, urn = declared.pop(g.ha_id, ("", None))
+        want = "stopped" if g.name in plan.parked else "started"
+        if g.ha and not state:
+            findings.append(
+                (
+                    f"{g.name} is HA in the spec but no HA resource {g.ha_id} is declared: when its node fails "
+                    "nothing restarts it elsewhere, which the node-loss check counted on",
+                    None,
+                )
+            )
+        elif g.ha and state != want:
+            findings.append((f"HA resource {g.ha_id} ({g.name}) is declared {state}, where the plan has {want}", urn))
+        elif not g.ha and state:
+            findings.append(
+                (
+                    f"HA resource {g.ha_id} is declared for {g.name}, which the spec does not make HA: the node-loss "
+                    "check did not count it, so set ha: true on the guest or drop the resource",
+                    urn,
+                )
+            )
+    findings += [
+        (f"HA resource {ha_id} names no guest of the spec: it restarts nothing the plan knows", urn)
+        for ha_id, (_, urn) in declared.items()
+    ]
+    return findings

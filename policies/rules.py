@@ -37,7 +37,12 @@ from pulumi_policy import (  # noqa: E402
     StackValidationPolicy,
 )
 
-from policies.guest_checks import GUESTS, check_guest_as_planned, check_ha_shared_storage  # noqa: E402
+from policies.guest_checks import (  # noqa: E402
+    GUESTS,
+    check_guest_as_planned,
+    check_ha_declared,
+    check_ha_shared_storage,
+)
 from policies.link_checks import check_protect_stateful, check_redundant_links  # noqa: E402
 from policies.plan_checks import (  # noqa: E402
     Finding,
@@ -97,6 +102,17 @@ def _protect_stateful(args: ResourceValidationArgs, report_violation: ReportViol
         report_violation(message, None)
 
 
+def _survives_any_node(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    cluster = spec_or_reason()
+    if not isinstance(cluster, Cluster):
+        report_violation(cluster, None)
+        return
+    for message, urn in check_survives_any_node(cluster):
+        report_violation(message, urn)
+    for message, urn in check_ha_declared(cluster, args.resources):
+        report_violation(message, urn)
+
+
 def _disruption_budgets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     cluster = spec_or_reason()
     if not isinstance(cluster, Cluster):
@@ -143,9 +159,10 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         name="survives-any-node",
-        description="Quorum members come in odd numbers of at least 3, and whichever node fails, its HA guests "
-        "fit on the others, the draw stays within budget, Ceph stays writable and corosync and etcd keep quorum.",
-        validate=_on_plan(check_survives_any_node),
+        description="Quorum members come in odd numbers of at least 3, every HA guest is declared HA, and "
+        "whichever node fails, its HA guests fit on the others, the draw stays within budget, Ceph stays writable "
+        "and corosync and etcd keep quorum.",
+        validate=_survives_any_node,
     ),
     StackValidationPolicy(
         name="maintenance-redundancy",

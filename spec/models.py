@@ -278,6 +278,11 @@ class Guest(Model):
     packages: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
+    @property
+    def ha_id(self) -> str:
+        """How Proxmox HA names this guest: `vm:201` or `ct:300`."""
+        return f"{'vm' if self.kind == 'vm' else 'ct'}:{self.vm_id}"
+
     @model_validator(mode="after")
     def _shape(self) -> Guest:
         if self.balloon_min_mib > self.memory_mib:

@@ -5,6 +5,7 @@ it exists for, with a message that names what to fix. (Resource checks: test_pol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from offline.harness import ROOT, Resource, config_for
 from offline.policy_run import Violation, run_policies
 from policies import plan_checks, rules, tokens
 from spec import Cluster
-from tests.policy_support import config_with, full_stack
+from tests.policy_support import config_with, edit, full_stack, named, resource, without
 from tests.support import STACKS, patched, program_with, stack_cluster, stack_data
 
 SHAPES = list(Shape)
@@ -232,3 +233,26 @@ def test_a_drain_is_judged_by_the_advisory_maintenance_policy(shape: Shape) -> N
     advisory = [v for v in found if v.policy == "maintenance-redundancy"]
     assert advisory and all(v.message.count("while pve1 is in maintenance") for v in advisory)
     assert any("etcd" in v.message for v in advisory)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_ha_the_node_loss_check_counts_on_is_declared(shape: Shape) -> None:
+    stack = full_stack("home", shape)
+    missing = without(stack, "k3s-server-1-ha")
+    v = only(check(missing), "survives-any-node")
+    assert v.message.startswith("k3s-server-1 is HA in the spec but no HA resource vm:201 is declared")
+    ignored = edit(stack, "k3s-server-1-ha", {"state": "ignored"})
+    v = only(check(ignored), "survives-any-node")
+    assert v.message == "HA resource vm:201 (k3s-server-1) is declared ignored, where the plan has started"
+    assert v.resource == named(stack, "k3s-server-1-ha").urn
+    extra = resource("home", tokens.HA_RESOURCE, "backup-ha", {"resourceId": "ct:300", "state": "started"})
+    v = only(check([*stack, extra]), "survives-any-node")
+    assert v.message.startswith("HA resource ct:300 is declared for backup, which the spec does not make HA")
+
+
+def test_ha_resources_without_outputs_are_said_not_judged() -> None:
+    stack = full_stack("home", Shape.UPDATE)
+    blank = [dataclasses.replace(r, outputs={}) if r.type == tokens.HA_RESOURCE else r for r in stack]
+    found = run_policies(blank, config_for("home"))
+    assert [v for v in found if not v.not_known_yet] == []
+    assert [v.policy for v in found if v.not_known_yet] == ["survives-any-node"]

@@ -87,7 +87,12 @@ def test_a_plain_text_secret_in_a_stack_file_is_refused(
     # Encrypted, as `pulumi config set --secret` writes it, it is fine (the preview needs no key).
     doc["config"][key] = {"secure": "v1:c2FsdA==:Y2lwaGVydGV4dA=="}
     (tmp_path / "Pulumi.sealed.yaml").write_text(yaml.safe_dump(doc))
+    capsys.readouterr()
     assert main(["--stack", "sealed", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    other = next(k for k in ("homelab:proxmoxApiToken", "homelab:sshPrivateKey") if k != key)
+    # The one it has is no longer listed among those `pulumi up` would still need.
+    out = capsys.readouterr().out
+    assert f"(stand-ins here; `pulumi up` needs each, set with `pulumi config set --secret`): {other}\n" in out
 
 
 def test_the_preview_answers_as_a_built_stack_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,3 +56,10 @@ def test_secret_env_reaches_the_pod_through_a_secret_only() -> None:
     }
     assert "offline-stand-in-for-homelab:uptimeKumaPassword" not in str(app.inputs)
     assert secret.urn in app.dependencies  # the Secret exists before a pod needs it
+
+
+def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
+    config = config_for("home", cluster=with_secret_env())
+    access = ["homelab:proxmoxApiToken", "homelab:sshPrivateKey"]
+    with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):
+        run_program("home", config, secret=access)

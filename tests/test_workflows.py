@@ -63,6 +63,9 @@ def test_pull_requests_run_make_test_and_skip_cloud_preview_on_forks() -> None:
     pr = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())
     steps = [s.get("run", "") for s in pr["jobs"]["offline"]["steps"]]
     assert "make test" in steps
+    # Both shapes: a first preview cannot judge the k3s objects together, a built stack's can.
+    offline = next(step for step in steps if "make preview" in step)
+    assert "SHAPE=update-preview" in offline and "SHAPE=first-preview" in offline
     assert "head.repo.full_name == github.repository" in pr["jobs"]["pulumi-preview"]["if"]
 
 
