@@ -42,8 +42,8 @@ storage = CephStorage(cluster, access, depends_on=link1.ready)
 # 5. Guests on the shared RBD storage, each on the node placement picks, HA where the spec asks.
 on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.ready)
 templates = GuestTemplates(cluster, storage.guest_storage, opts=on_ceph)
-placement, parked = plan_guests(cluster)
-guests = Guests(cluster, access, placement, parked, storage.guest_storage, templates, opts=on_ceph)
+plan = plan_guests(cluster)
+guests = Guests(cluster, access, plan.where, plan.parked, storage.guest_storage, templates, opts=on_ceph)
 HighAvailability(cluster, guests.machines, guests.stopped, opts=pulumi.ResourceOptions(provider=access.proxmox))
 
 # 6. k3s on the VMs (servers on distinct hosts, API behind a VIP), then volumes from Ceph,

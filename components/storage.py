@@ -20,7 +20,7 @@ import pulumi_proxmoxve as proxmoxve
 
 from components import remote
 from components.stack import Access
-from plan.placement import OSD_MEMORY_MIB
+from plan.capacity import OSD_MEMORY_MIB
 from spec.models import Cluster, Pool
 
 CEPH_RELEASE = "squid"

@@ -24,7 +24,7 @@ from offline.harness import ROOT, ProgramRun, Resource, config_for, run_program,
 from offline.policy_run import Violation, run_policies
 from offline.process import exit_now
 from offline.reports import Reports
-from plan.placement import PlacementError, place
+from plan.placement import PlacementError, plan_guests
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster, read_stack_config
 from spec.load import StackFileError
 
@@ -144,7 +144,7 @@ def load_spec(stack: str, root: Path = ROOT) -> tuple[Cluster, dict[str, str]]:
     if CLUSTER_KEY not in config:
         raise SpecError(f"{CLUSTER_KEY} is not set in {stack_file(stack, root).name}")
     cluster = parse_cluster(json.loads(config[CLUSTER_KEY]))
-    place(cluster)  # an impossible placement is a spec error too, caught before any resource
+    plan_guests(cluster)  # an impossible placement is a spec error too, caught before any resource
     return cluster, config
 
 

@@ -24,7 +24,8 @@ class Reports:
 
     @classmethod
     def of(cls, cluster: Cluster) -> Reports:
-        placement, stopped = plan_guests(cluster)
+        plan = plan_guests(cluster)
+        placement, stopped = dict(plan.where), set(plan.parked)
         failures = simulate(cluster, running_from_spec(cluster, placement, stopped))
         running = {g: n for g, n in placement.items() if g not in stopped}
         return cls(cluster, placement, cluster_draw(cluster, running), failures)

@@ -1,10 +1,8 @@
 """What the loss of each node does: where its HA guests restart, and what keeps working.
 
 For every node in turn the model takes it away and re-places only the HA guests that ran on it,
-on the other nodes that are not in maintenance, by the placement rules of `plan.placement`
-(memory within `usable_memory_mib`, never two guests of one anti-affinity group on a node,
-most free memory first) plus two CPU rules: a guest never has more vCPUs than the node has
-cores (Proxmox refuses to start it), and a node's expected busy cores never exceed its cores.
+on the other nodes that are not in maintenance, by the one capacity rule placement uses too
+(`plan.capacity`: memory, vCPUs, busy cores, anti-affinity, most free memory first).
 It then reports the draw of the remaining nodes against the power budget, and whether Ceph stays
 writable, corosync keeps quorum and etcd (the k3s servers) keeps quorum.
 
@@ -13,20 +11,19 @@ design (the third k3s server while one node is gone: etcd runs on two of three).
 reported, never counted as a shortfall. Guests that are not HA stay down until their node
 returns; they are listed too.
 
-Cost: each node's base load and draw are computed once; a failure re-places only the failed
-node's HA guests, so the whole run is O(nodes x guests).
+Cost: each node's base load and draw are computed once; a failure copies the survivors' rooms
+and re-places only the failed node's HA guests.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from plan.placement import usable_memory_mib
+from plan.capacity import Room, choose, kept_apart, why_not
 from plan.power import ClusterDraw, NodeDraw, node_draw
-from spec.models import Cluster, Node
+from spec.models import Cluster
 
 
 @dataclass(frozen=True)
@@ -40,10 +37,6 @@ class Running:
     load: float = 0.1
     ha: bool = False
     anti_affinity: str | None = None
-
-    @property
-    def busy_cores(self) -> float:
-        return self.cores * self.load
 
 
 @dataclass(frozen=True)
@@ -194,116 +187,6 @@ def spec_pools(cluster: Cluster) -> list[PoolSize]:
     return [PoolSize(p.name, p.size, p.min_size) for p in (cluster.ceph.guest_pool, cluster.ceph.kubernetes_pool)]
 
 
-@dataclass
-class _Base:
-    """A node's load before anything fails."""
-
-    node: Node
-    guests: list[Running]
-    free_mib: int
-    busy_cores: float
-    groups: Counter[str] = field(default_factory=Counter)
-
-
-class _Survivors:
-    """The nodes left after one failure: the base loads (computed once, shared) plus what moves in.
-
-    Only scalars are copied per failure (free memory, spare cores, guest count per node); the
-    base guest lists and anti-affinity groups are shared and only what moves in is recorded.
-    """
-
-    def __init__(self, base: Mapping[str, _Base], names: list[str]) -> None:
-        self.base = base
-        self.names = names
-        self.free = {n: base[n].free_mib for n in names}
-        self.spare = {n: base[n].node.hardware.cores - base[n].busy_cores for n in names}
-        self.count = {n: len(base[n].guests) for n in names}
-        self.cores = {n: base[n].node.hardware.cores for n in names}
-        self.moved_in: dict[str, list[Running]] = {}
-        self.groups_in: dict[str, set[str]] = {}
-
-    def free_mib(self, name: str) -> int:
-        return self.free[name]
-
-    def spare_cores(self, name: str) -> float:
-        return self.spare[name]
-
-    def has_group(self, name: str, group: str) -> bool:
-        return self.base[name].groups[group] > 0 or group in self.groups_in.get(name, ())
-
-    def fits(self, guest: Running, name: str) -> bool:
-        return (
-            guest.memory_mib <= self.free[name]
-            and guest.cores <= self.cores[name]
-            and guest.busy_cores <= self.spare[name] + 1e-9
-            and (guest.anti_affinity is None or not self.has_group(name, guest.anti_affinity))
-        )
-
-    def choose(self, guest: Running) -> str | None:
-        """Most free memory first, then fewest guests, then name (as `plan.placement.choose`)."""
-        best: tuple[int, int, str] | None = None
-        for name in self.names:
-            if self.fits(guest, name):
-                key = (-self.free[name], self.count[name], name)
-                if best is None or key < best:
-                    best = key
-        return None if best is None else best[2]
-
-    def put(self, guest: Running, name: str) -> None:
-        self.moved_in.setdefault(name, []).append(guest)
-        self.free[name] -= guest.memory_mib
-        self.spare[name] -= guest.busy_cores
-        self.count[name] += 1
-        if guest.anti_affinity is not None:
-            self.groups_in.setdefault(name, set()).add(guest.anti_affinity)
-
-    def blocked_by_design(self, guest: Running) -> bool:
-        group = guest.anti_affinity
-        return group is not None and bool(self.names) and all(self.has_group(n, group) for n in self.names)
-
-    def why_not(self, guest: Running) -> str:
-        if not self.names:
-            return "every other node is down or in maintenance"
-        # Not every node is blocked by anti-affinity (that case stays down by design).
-        open_ = [n for n in self.names if guest.anti_affinity is None or not self.has_group(n, guest.anti_affinity)]
-        roomy = [n for n in open_ if guest.memory_mib <= self.free_mib(n)]
-        if not roomy:
-            most_free = max(open_, key=self.free_mib)
-            return (
-                f"short of {guest.memory_mib - self.free_mib(most_free)} MiB of memory "
-                f"(the most free is {self.free_mib(most_free)} MiB, on {most_free})"
-            )
-        big = [n for n in roomy if guest.cores <= self.cores[n]]
-        if not big:
-            most = max(self.cores[n] for n in roomy)
-            return f"it has {guest.cores} vCPUs but the nodes with room for its memory have at most {most} cores"
-        spare = max(self.spare_cores(n) for n in big)
-        return (
-            f"short of {guest.busy_cores - max(spare, 0.0):.1f} busy cores of CPU (it needs "
-            f"{guest.busy_cores:.1f}; the nodes with room for it have at most {max(spare, 0.0):.1f} to spare)"
-        )
-
-
-def overcommitted(cluster: Cluster, running: Sequence[Running]) -> list[str]:
-    """Nodes that are short of memory or CPU for their guests with every node up (the baseline)."""
-    out = []
-    for node in cluster.nodes:
-        guests = [g for g in running if g.node == node.name]
-        need_mib = sum(g.memory_mib for g in guests)
-        busy = sum(g.busy_cores for g in guests)
-        if need_mib > usable_memory_mib(node):
-            out.append(
-                f"even with every node up, the guests on {node.name} need {need_mib} MiB but it has "
-                f"{usable_memory_mib(node)} MiB for guests (after the host and its OSDs): move a guest off it"
-            )
-        if busy > node.hardware.cores + 1e-9:
-            out.append(
-                f"even with every node up, the guests on {node.name} are expected to keep {busy:.1f} cores busy "
-                f"but it has {node.hardware.cores}: move a guest off it"
-            )
-    return out
-
-
 def simulate(
     cluster: Cluster, running: Sequence[Running], pools: Sequence[PoolSize] | None = None
 ) -> list[NodeFailure]:
@@ -317,16 +200,7 @@ def simulate(
     for guest in running:
         if guest.node in on_node:
             on_node[guest.node].append(guest)
-    base = {
-        name: _Base(
-            node=nodes[name],
-            guests=guests,
-            free_mib=usable_memory_mib(nodes[name]) - sum(g.memory_mib for g in guests),
-            busy_cores=sum(g.busy_cores for g in guests),
-            groups=Counter(g.anti_affinity for g in guests if g.anti_affinity is not None),
-        )
-        for name, guests in on_node.items()
-    }
+    base = {name: Room.of(nodes[name], guests) for name, guests in on_node.items()}
     base_draw = {name: node_draw(nodes[name], guests) for name, guests in on_node.items()}
     pool_sizes = list(pools) if pools is not None else spec_pools(cluster)
     osd_hosts = set(cluster.osd_hosts)
@@ -338,25 +212,25 @@ def simulate(
 
     failures = []
     for failed in cluster.nodes:
-        survivors = _Survivors(base, [n.name for n in cluster.nodes if n.name != failed.name and not n.maintenance])
+        rooms = {n.name: base[n.name].copy() for n in cluster.nodes if n.name != failed.name and not n.maintenance}
         moved: dict[str, str] = {}
+        moved_in: dict[str, list[Running]] = {}
         by_design: list[str] = []
         shortfalls: list[Shortfall] = []
         # First-fit decreasing, as the original placement does; the failed node's pins no longer apply.
         for guest in sorted((g for g in on_node[failed.name] if g.ha), key=lambda g: (-g.memory_mib, g.name)):
-            if survivors.blocked_by_design(guest):
+            if kept_apart(guest, rooms):
                 by_design.append(guest.name)
                 continue
-            target = survivors.choose(guest)
+            target = choose(guest, rooms)
             if target is None:
-                shortfalls.append(Shortfall(guest.name, guest.memory_mib, guest.cores, survivors.why_not(guest)))
+                shortfalls.append(Shortfall(guest.name, guest.memory_mib, guest.cores, why_not(guest, rooms)))
                 continue
-            survivors.put(guest, target)
-            moved[guest.name] = target
+            target.add(guest)
+            moved_in.setdefault(target.name, []).append(guest)
+            moved[guest.name] = target.name
         draws = [
-            node_draw(n, [*base[n.name].guests, *survivors.moved_in[n.name]])
-            if n.name in survivors.moved_in
-            else base_draw[n.name]
+            node_draw(n, [*on_node[n.name], *moved_in[n.name]]) if n.name in moved_in else base_draw[n.name]
             for n in cluster.nodes
             if n.name != failed.name
         ]

@@ -8,9 +8,10 @@ container to that plan, so what is judged here is what gets built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from plan.failover import Running, overcommitted, running_from_spec, simulate, spec_pools
+from plan.failover import Running, running_from_spec, simulate, spec_pools
 from plan.placement import PlacementError, plan_guests
 from plan.power import cluster_draw
 from spec import Cluster
@@ -20,31 +21,19 @@ Finding = tuple[str, str | None]  # (message, URN of the resource at fault or No
 
 @dataclass(frozen=True)
 class Plan:
-    placement: dict[str, str]
-    parked: set[str]
+    placement: Mapping[str, str]
+    parked: frozenset[str]
     running: list[Running]
-
-
-_PLANS: dict[int, tuple[Cluster, Plan | str]] = {}
 
 
 def plan_of(cluster: Cluster) -> Plan | str:
     """Where the program puts every guest, or why it cannot (the program stops on the same error).
-    Computed once per spec: the pack judges every guest and workload against the same plan."""
-    if id(cluster) in _PLANS and _PLANS[id(cluster)][0] is cluster:
-        return _PLANS[id(cluster)][1]
-    if len(_PLANS) > 8:
-        _PLANS.clear()
-    _PLANS[id(cluster)] = (cluster, _plan(cluster))
-    return _PLANS[id(cluster)][1]
-
-
-def _plan(cluster: Cluster) -> Plan | str:
+    `plan_guests` computes it once per spec: every guest and workload is judged on the same plan."""
     try:
-        placement, parked = plan_guests(cluster)
+        placement = plan_guests(cluster)
     except PlacementError as exc:
         return f"the spec's guests cannot be placed: {exc}"
-    return Plan(placement, parked, running_from_spec(cluster, placement, parked))
+    return Plan(placement.where, placement.parked, running_from_spec(cluster, placement.where, placement.parked))
 
 
 def check_power_budget(cluster: Cluster) -> list[Finding]:
@@ -88,8 +77,7 @@ def check_survives_any_node(cluster: Cluster) -> list[Finding]:
         findings += _quorum_count("servers", len(cluster.k3s.servers), "k3s.servers", "embedded etcd")
     findings += _quorum_count("monitor hosts", len(cluster.ceph.monitors), "ceph.monitors", "Ceph's monitor map")
     if any(n.maintenance for n in cluster.nodes):
-        # The guests must still fit where they run now.
-        return findings + [(message, None) for message in overcommitted(cluster, plan.running)]
+        return findings  # the drained window: see maintenance-redundancy
     return findings + _node_losses(cluster, plan)
 
 
@@ -104,7 +92,7 @@ def check_maintenance_redundancy(cluster: Cluster) -> list[Finding]:
 
 
 def _node_losses(cluster: Cluster, plan: Plan) -> list[Finding]:
-    findings: list[Finding] = [(message, None) for message in overcommitted(cluster, plan.running)]
+    findings: list[Finding] = []
     for failure in simulate(cluster, plan.running, spec_pools(cluster)):
         findings += [(message, None) for message in failure.shortfall_problems()]
         findings += [(message, None) for message in failure.cluster_problems()]

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from offline.engine import Shape
 from offline.harness import ROOT, ProgramRun, config_for, run_program
-from plan.placement import place
+from plan.placement import plan_guests
 from spec import CLUSTER_KEY, Cluster, parse_cluster, read_stack_config
 
 STACKS = ("home", "lab")
@@ -56,7 +56,7 @@ def patched(
 def validate(data: dict[str, Any]) -> Cluster:
     """Everything `make preview` checks before declaring a resource: the spec, then placement."""
     cluster = parse_cluster(data)
-    place(cluster)
+    plan_guests(cluster)
     return cluster
 
 

@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from plan.failover import NodeFailure, PoolSize, Running, overcommitted, running_from_spec, simulate
-from plan.placement import place, usable_memory_mib
+from plan.capacity import usable_memory_mib
+from plan.failover import NodeFailure, PoolSize, Running, running_from_spec, simulate
+from plan.placement import plan_guests
 from spec import Cluster, parse_cluster
 from tests.support import STACKS, patched, stack_cluster, stack_data, validate
 
 
 def failures(cluster: Cluster, running: list[Running] | None = None, **kw: Any) -> dict[str, NodeFailure]:
     if running is None:
-        running = running_from_spec(cluster, place(cluster))
+        running = running_from_spec(cluster, plan_guests(cluster).where)
     return {f.node: f for f in simulate(cluster, running, **kw)}
 
 
@@ -32,7 +33,7 @@ def test_shipped_stacks_survive_any_node(stack: str) -> None:
 
 def test_home_moves_agents_and_leaves_the_lost_server_down_by_design() -> None:
     cluster = stack_cluster("home")
-    placement = place(cluster)
+    placement = plan_guests(cluster).where
     result = failures(cluster)
     for node, failure in result.items():
         lost = {g for g, n in placement.items() if n == node}
@@ -50,7 +51,7 @@ def test_home_moves_agents_and_leaves_the_lost_server_down_by_design() -> None:
 
 def test_memory_shortfall_names_node_guest_and_missing_memory() -> None:
     cluster = stack_cluster("home")
-    running = running_from_spec(cluster, place(cluster))
+    running = running_from_spec(cluster, plan_guests(cluster).where)
     big = next(g for g in running if g.name == "k3s-agent-1")
     running = [replace(g, memory_mib=26000) if g is big else g for g in running]
     result = failures(cluster, running)
@@ -60,9 +61,6 @@ def test_memory_shortfall_names_node_guest_and_missing_memory() -> None:
     assert f"if {big.node} fails, HA guest k3s-agent-1 (26000 MiB, 4 vCPUs) cannot restart" in problem
     assert "short of" in problem and "MiB of memory" in problem
     assert not failure.survives
-    # The base placement no longer fits either: reported with every node up.
-    (line,) = overcommitted(cluster, running)
-    assert line.startswith(f"even with every node up, the guests on {big.node} need")
 
 
 def test_cpu_rules_vcpus_per_node_and_busy_cores() -> None:

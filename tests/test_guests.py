@@ -7,7 +7,7 @@ from itertools import pairwise
 import pytest
 
 from offline.engine import Shape
-from plan.placement import place
+from plan.placement import plan_guests
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -20,7 +20,7 @@ HA_GROUP = "proxmoxve:index/hagroup:Hagroup"
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_guest_runs_on_its_placed_node(stack: str) -> None:
     cluster = stack_cluster(stack)
-    placement = place(cluster)
+    placement = plan_guests(cluster).where
     run = program(stack)
     machines = {r.name: r.inputs for r in run.of_type(VM) + run.of_type(CT) if not r.inputs.get("template")}
     assert set(machines) == {g.name for g in cluster.guests}

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from plan.placement import HOST_RESERVED_MIB, OSD_MEMORY_MIB, PlacementError, parked, place, usable_memory_mib
+from plan.capacity import HOST_RESERVED_MIB, OSD_MEMORY_MIB, usable_memory_mib
+from plan.placement import PlacementError, plan_guests
 from spec import parse_cluster
 from tests.support import patched, stack_cluster, stack_data
 
 
 def test_home_servers_land_on_three_hosts() -> None:
     cluster = stack_cluster("home")
-    placement = place(cluster)
+    placement = plan_guests(cluster).where
     servers = {placement[name] for name in cluster.k3s.servers} if cluster.k3s else set()
     assert servers == {"pve1", "pve2", "pve3"}
 
 
 def test_preferred_node_is_honoured() -> None:
-    placement = place(stack_cluster("home"))
+    placement = plan_guests(stack_cluster("home")).where
     assert placement["backup"] == "pve3"
 
 
@@ -29,14 +30,14 @@ def test_guests_without_preference_spread_by_free_memory() -> None:
     ]
     data.pop("k3s")
     data.pop("workloads")
-    placement = place(parse_cluster(data))
+    placement = plan_guests(parse_cluster(data)).where
     per_node = sorted(list(placement.values()).count(n) for n in ("pve1", "pve2", "pve3"))
     assert per_node == [2, 2, 2]
 
 
 def test_memory_is_never_overcommitted() -> None:
     cluster = stack_cluster("home")
-    placement = place(cluster)
+    placement = plan_guests(cluster).where
     for node in cluster.nodes:
         used = sum(g.memory_mib for g in cluster.guests if placement[g.name] == node.name)
         assert used <= usable_memory_mib(node)
@@ -53,7 +54,7 @@ def test_full_preferred_node_falls_back_to_another() -> None:
             "guests[4].memory_mib": 16384,
         },
     )
-    placement = place(parse_cluster(data))
+    placement = plan_guests(parse_cluster(data)).where
     assert placement["k3s-agent-1"] == "pve1"
     assert placement["k3s-agent-2"] != "pve1"
 
@@ -67,30 +68,33 @@ def test_too_big_for_what_is_left() -> None:
     data["guests"].append(
         {"name": "big", "vm_id": 400, "memory_mib": 28000, "disks": [{"size_gib": 8}], "image": "debian-13"}
     )
-    with pytest.raises(PlacementError, match=r"guests \(.+\): needs 28000 MiB but the most free memory"):
-        place(parse_cluster(data))
+    with pytest.raises(
+        PlacementError,
+        match=r"guests\[big\]: no node can take it: short of \d+ MiB of memory \(the most free is \d+ MiB, on pve\d\)",
+    ):
+        plan_guests(parse_cluster(data))
 
 
 def test_maintenance_drains_ha_guests() -> None:
     cluster = parse_cluster(patched(stack_data("home"), {"nodes[0].maintenance": True}))
-    before = place(stack_cluster("home"))
-    placement = place(cluster)
+    before = plan_guests(stack_cluster("home")).where
+    placement = plan_guests(cluster).where
     # Three servers cannot stay apart on two nodes: the drained node's server stays there, stopped.
     server_on_pve1 = next(s for s in ("k3s-server-1", "k3s-server-2", "k3s-server-3") if before[s] == "pve1")
-    assert parked(cluster) == {server_on_pve1}
+    assert plan_guests(cluster).parked == {server_on_pve1}
     assert placement[server_on_pve1] == "pve1"
     assert {n for g, n in placement.items() if g != server_on_pve1} <= {"pve2", "pve3"}
     assert placement["k3s-agent-1"] != "pve1"
-    assert parked(stack_cluster("home")) == set()
+    assert plan_guests(stack_cluster("home")).parked == set()
 
 
 def test_maintenance_refuses_a_pinned_guest_that_cannot_move() -> None:
     data = patched(stack_data("home"), {"nodes[2].maintenance": True})
-    with pytest.raises(PlacementError, match=r"backup\): pinned to pve3, which is in maintenance"):
-        place(parse_cluster(data))
+    with pytest.raises(PlacementError, match=r"guests\[backup\]\.node: pinned to pve3, which is in maintenance"):
+        plan_guests(parse_cluster(data))
 
 
 def test_placement_does_not_depend_on_the_order_guests_are_listed() -> None:
     cluster = stack_cluster("home")
     reordered = cluster.model_copy(update={"guests": list(reversed(cluster.guests))})
-    assert place(reordered) == place(cluster)
+    assert plan_guests(reordered).where == plan_guests(cluster).where

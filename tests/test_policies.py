@@ -171,11 +171,18 @@ def test_memory_shortfall_after_a_node_loss() -> None:
     assert "HA guest k3s-agent-1 (" in shortfall[0] and "short of" in shortfall[0] and "MiB of memory" in shortfall[0]
 
 
-def test_busy_cores_beyond_a_node_are_reported_before_any_failure() -> None:
+def test_busy_cores_beyond_a_node_are_no_plan_at_all() -> None:
+    # Placement keeps every node's expected busy cores within its cores, as failover does: a
+    # guest that would keep a whole node busy on top of the others finds no place.
     cluster = stack_cluster("home")
     busy = [g.model_copy(update={"load": 1.0, "cores": 8}) if g.name == "k3s-agent-1" else g for g in cluster.guests]
-    messages = [m for m, _ in plan_checks.check_survives_any_node(cluster.model_copy(update={"guests": busy}))]
-    assert any(m.startswith("even with every node up, the guests on") and "cores busy" in m for m in messages)
+    ((message, urn),) = plan_checks.check_survives_any_node(cluster.model_copy(update={"guests": busy}))
+    assert urn is None
+    # k3s-agent-1 takes all of pve1's 8 cores, so the k3s server that pve1 held has nowhere to go.
+    assert message == (
+        "the spec's guests cannot be placed: guests[k3s-server-3]: no node can take it: short of 0.3 busy cores "
+        "of CPU (it needs 0.3; the nodes with room for it have at most 0.0 to spare)"
+    )
 
 
 def test_quorum_members_come_in_odd_numbers() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plan.placement import place
+from plan.placement import plan_guests
 from plan.power import HOURS_PER_MONTH, cluster_draw, node_draw
 from spec import parse_cluster
 from tests.support import patched, stack_cluster, stack_data
@@ -28,7 +28,7 @@ def test_draw_grows_with_load_and_caps_at_max() -> None:
 
 def test_home_stack_figures() -> None:
     cluster = stack_cluster("home")
-    draw = cluster_draw(cluster, place(cluster))
+    draw = cluster_draw(cluster, plan_guests(cluster).where)
     assert draw.idle_watts == 21
     assert 21 < draw.watts < 75
     assert draw.within_budget
@@ -39,10 +39,10 @@ def test_home_stack_figures() -> None:
 
 def test_over_budget_is_detected() -> None:
     cluster = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 20}))
-    assert not cluster_draw(cluster, place(cluster)).within_budget
+    assert not cluster_draw(cluster, plan_guests(cluster).where).within_budget
 
 
 def test_a_down_node_draws_nothing() -> None:
     cluster = stack_cluster("home")
-    draw = cluster_draw(cluster, place(cluster), down="pve1")
+    draw = cluster_draw(cluster, plan_guests(cluster).where, down="pve1")
     assert [n.node for n in draw.nodes] == ["pve2", "pve3"]

@@ -22,7 +22,7 @@ from pulumi.runtime.stack import wait_for_rpcs
 from components.stack import Access
 from components.storage import OSD_MEMORY_TARGET, CephStorage, device_slug
 from offline.harness import ProgramRun, Resource
-from plan.placement import OSD_MEMORY_MIB
+from plan.capacity import OSD_MEMORY_MIB
 from spec.models import Cluster
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
