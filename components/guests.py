@@ -18,7 +18,10 @@ from components import remote
 from components.cloudinit import snippet_name, user_data
 from components.network import LAN_BRIDGE
 from components.stack import Access, waits_for
-from spec.models import TEMPLATE_VM_IDS, Cluster, Guest, Image
+from spec.base import TEMPLATE_VM_IDS
+from spec.guests import Guest
+from spec.models import Cluster
+from spec.settings import Image
 
 
 def _ip(cluster: Cluster, guest: Guest) -> tuple[str, str | None]:

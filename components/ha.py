@@ -15,7 +15,8 @@ from collections.abc import Mapping, Set
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from spec.models import Cluster, Guest
+from spec.guests import Guest
+from spec.models import Cluster
 
 PREFERRED_PRIORITY = 2
 OTHER_PRIORITY = 1

@@ -26,7 +26,8 @@ import yaml
 
 from components import remote
 from components.stack import Access, waits_for
-from spec.models import Cluster, K3s
+from spec.kubernetes import K3s
+from spec.models import Cluster
 
 PROXMOX_NODE_LABEL = "homelab/proxmox-node"
 API_PORT = 6443

@@ -14,7 +14,8 @@ import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve.network import linux
 
 from components.stack import waits_for
-from spec.models import Bond, Cluster, Node
+from spec.models import Cluster
+from spec.nodes import Bond, Node
 
 LAN_BOND = "bond0"
 LAN_BRIDGE = "vmbr0"

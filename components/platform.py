@@ -16,7 +16,8 @@ import pulumi_kubernetes as k8s
 
 from components.k3s import K3sCluster
 from components.stack import waits_for
-from spec.models import AddressRange, Cluster
+from spec.kubernetes import AddressRange
+from spec.models import Cluster
 
 CSI_NAMESPACE = "ceph-csi-rbd"
 CSI_CHART = "ceph-csi-rbd"

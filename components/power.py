@@ -10,7 +10,7 @@ import pulumi
 
 from components import remote
 from components.stack import Access
-from spec.models import Node
+from spec.nodes import Node
 
 UNIT = "/etc/systemd/system/homelab-power.service"
 # What the CPU frequency driver offers; absent where the CPU has no frequency scaling.

@@ -21,7 +21,8 @@ import pulumi_proxmoxve as proxmoxve
 from components import remote
 from components.stack import Access
 from plan.capacity import OSD_MEMORY_MIB
-from spec.models import Cluster, Pool
+from spec.ceph import Pool
+from spec.models import Cluster
 
 CEPH_RELEASE = "squid"
 CEPH_REPOSITORY = "no-subscription"

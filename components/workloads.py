@@ -19,7 +19,8 @@ from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
 from components.platform import KUBE_VIP_LB_ANNOTATION, Platform
 from components.stack import secret_config, waits_for
 from policies.tokens import HA_LABEL
-from spec.models import Cluster, Port, Workload
+from spec.kubernetes import Port, Workload
+from spec.models import Cluster
 
 # Namespaces k3s creates itself; declaring one would fail with "already exists".
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from spec.models import Node
+from spec.nodes import Node
 
 # Memory a node keeps for itself: Proxmox, corosync and the Ceph monitor/manager, plus one
 # osd_memory_target per OSD (the Ceph layer sets that target to the same figure).

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from plan.capacity import Room, choose, kept_apart, why_not
-from spec.models import Cluster, Guest
+from spec.guests import Guest
+from spec.models import Cluster
 
 
 class PlacementError(ValueError):

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from spec.models import Cluster, Guest, Node
+from spec.guests import Guest
+from spec.models import Cluster
+from spec.nodes import Node
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from spec.models import Cluster, SpecError, format_errors
+from spec.base import SpecError
+from spec.models import Cluster
 from spec.secrets import ACCESS_SECRETS, full_key
 
 # The one structured config value that describes the whole cluster.
@@ -26,7 +28,34 @@ def parse_cluster(data: Any) -> Cluster:
     try:
         return Cluster.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_errors(exc)) from None
+        raise SpecError(format_errors(exc, data)) from None
+
+
+def format_errors(exc: ValidationError, data: Any) -> str:
+    """One line per problem, `where: what`, the way an owner reads it: list items named by their
+    name where they have one (`nodes[pve1].hardware.cores`), by their index otherwise."""
+    lines = []
+    for err in exc.errors():
+        where = _where(err["loc"], data)
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the spec; check its spelling)"
+        lines.append(f"{where}: {msg}" if where else msg)
+    return "\n".join(lines)
+
+
+def _where(loc: tuple[int | str, ...], data: Any) -> str:
+    out, node = "", data
+    for step in loc:
+        if isinstance(step, int):
+            item = node[step] if isinstance(node, list) and 0 <= step < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            out += f"[{name}]" if isinstance(name, str) and name else f"[{step}]"
+            node = item
+        else:
+            out += f".{step}" if out else step
+            node = node.get(step) if isinstance(node, dict) else None
+    return out
 
 
 def secret_keys(cluster: Cluster) -> list[str]:

@@ -25,7 +25,8 @@ from components.k3s import (
 )
 from offline.engine import Shape
 from offline.harness import UNKNOWN, ProgramRun, Resource, config_for, run_program
-from spec.models import Cluster, K3s
+from spec.kubernetes import K3s
+from spec.models import Cluster
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 

@@ -45,7 +45,7 @@ def test_bad_stack_file_is_refused_with_nothing_else_printed(
     captured = capsys.readouterr()
     assert code == EXIT_BAD_SPEC
     assert captured.out == ""
-    assert "nodes.0.bond.members: a bond needs at least two members" in captured.err
+    assert "nodes[pve1].bond.members: a bond needs at least two members" in captured.err
     assert not (tmp_path / "out").exists()
 
 

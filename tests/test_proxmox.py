@@ -10,7 +10,7 @@ import pytest
 
 from components.power import tuning_script
 from offline.harness import ProgramRun
-from spec.models import Node
+from spec.nodes import Node
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import program, stack_cluster
 
@@ -38,7 +38,7 @@ def test_every_node_has_an_active_backup_lan_bond_over_two_nics(stack: str) -> N
 
 def test_lacp_bond_hashes_on_layer3_4() -> None:
     from components.network import bond_args
-    from spec.models import Bond
+    from spec.nodes import Bond
 
     args = bond_args("pve1", "bond0", Bond(mode="802.3ad", members=["a1", "a2"]), "lan")
     assert args.bond_mode == "802.3ad" and args.bond_xmit_hash_policy == "layer3+4"

@@ -19,7 +19,8 @@ from components.platform import (
 )
 from offline.harness import UNKNOWN, ProgramRun, Resource
 from policies.tokens import HA_LABEL
-from spec.models import Cluster, K3s, Workload
+from spec.kubernetes import K3s, Workload
+from spec.models import Cluster
 from tests.support import STACKS, program, stack_cluster
 
 K8S_PROVIDER = "pulumi:providers:kubernetes"

@@ -1,0 +1,54 @@
+"""The guests: VMs and LXC containers, their size, disks, addresses and HA."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from spec.base import Fraction, Model, Name
+
+
+class Disk(Model):
+    size_gib: Annotated[int, Field(ge=1)]
+    storage: str | None = None  # None: the Ceph RBD storage for guest disks
+
+
+class Guest(Model):
+    name: Name
+    kind: Literal["vm", "lxc"] = "vm"
+    vm_id: Annotated[int, Field(ge=100, le=999_999_999)]
+    node: Name | None = None  # preferred node; placement picks one when absent
+    address: IPv4Address | None = None  # static LAN address (cloud-init); k3s nodes need one
+    ceph_address: IPv4Address | None = None  # on the Ceph public VLAN, for a Ceph client (k3s CSI)
+    cores: Annotated[int, Field(ge=1)] = 2
+    memory_mib: Annotated[int, Field(ge=64)] = 2048
+    # Ballooning lets an idle VM hand memory back to the host; 0 turns it off.
+    balloon_min_mib: Annotated[int, Field(ge=0)] = 0
+    disks: list[Disk] = Field(min_length=1)
+    image: str | None = None  # VM: key of `images`
+    # LXC: a template of Proxmox's appliance index, as the volume it becomes (downloaded by pveam).
+    template: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:vztmpl/[A-Za-z0-9._+-]+$")] | None = None
+    ha: bool = False
+    load: Fraction = 0.1  # expected share of its vCPUs busy, for the power model
+    anti_affinity: str | None = None
+    # Guard a guest that holds data: Pulumi refuses to delete it and so does Proxmox.
+    protect: bool = False
+    packages: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    @property
+    def ha_id(self) -> str:
+        """How Proxmox HA names this guest: `vm:201` or `ct:300`."""
+        return f"{'vm' if self.kind == 'vm' else 'ct'}:{self.vm_id}"
+
+    @model_validator(mode="after")
+    def _shape(self) -> Guest:
+        if self.balloon_min_mib > self.memory_mib:
+            raise ValueError(f"balloon_min_mib {self.balloon_min_mib} is above memory_mib {self.memory_mib}")
+        if self.kind == "vm" and self.image is None:
+            raise ValueError("image: a VM needs a cloud image (a key of `images`)")
+        if self.kind == "lxc" and self.template is None:
+            raise ValueError("template: an LXC needs a template volume (e.g. local:vztmpl/debian-13-standard.tar.zst)")
+        return self

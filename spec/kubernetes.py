@@ -1,0 +1,127 @@
+"""k3s and the workloads on it."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from spec.base import Model, Name
+from spec.secrets import PROGRAM_KEYS, SECRET_NAME, ConfigKey, EnvName
+
+
+class AddressRange(Model):
+    start: IPv4Address
+    end: IPv4Address
+
+    @model_validator(mode="after")
+    def _order(self) -> AddressRange:
+        if int(self.end) < int(self.start):
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, IPv4Address) and int(self.start) <= int(address) <= int(self.end)
+
+
+class K3s(Model):
+    version: Annotated[str, Field(pattern=r"^v1\.\d+\.\d+\+k3s\d+$")]
+    servers: list[Name]
+    agents: list[Name] = Field(default_factory=list)
+    api_vip: IPv4Address
+    kube_vip_version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = "v0.9.2"
+    # The LAN NIC inside a k3s VM. Proxmox's generated cloud-init network config names NIC n
+    # `eth<n>` by MAC (the program sets ip_configs for both NICs), so the LAN NIC is eth0 whatever
+    # the image's own naming (ens18 on Debian cloud images).
+    vip_interface: str = "eth0"
+    load_balancer_pool: AddressRange
+    ceph_csi_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "3.14.1"
+
+    @model_validator(mode="after")
+    def _servers(self) -> K3s:
+        if len(self.servers) < 3 or len(self.servers) % 2 == 0:
+            raise ValueError(
+                f"servers: embedded etcd needs an odd number of at least 3 servers for HA, got {len(self.servers)}"
+            )
+        both = sorted(set(self.servers) & set(self.agents))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both a server and an agent")
+        if self.api_vip in self.load_balancer_pool:
+            raise ValueError(f"api_vip {self.api_vip} is inside load_balancer_pool")
+        return self
+
+
+class Port(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    expose: bool = False  # True: a LoadBalancer address on the LAN
+
+
+class Volume(Model):
+    name: Name
+    size_gib: Annotated[int, Field(ge=1)]
+    mount_path: Annotated[str, Field(pattern=r"^/")]
+
+
+class Workload(Model):
+    name: Name
+    namespace: Name = "apps"
+    image: Annotated[str, Field(pattern=r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?$")]
+    replicas: Annotated[int, Field(ge=1)] = 2
+    ports: list[Port] = Field(default_factory=list)
+    cpu_millicores: Annotated[int, Field(ge=1)] = 100
+    memory_mib: Annotated[int, Field(ge=8)] = 128
+    volumes: list[Volume] = Field(default_factory=list)
+    # Plain settings: they are written into the pod spec and the Pulumi state as they are.
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    # Variables from secrets: NAME -> a key of this stack's secret config (`pulumi config set
+    # --secret homelab:KEY`). They reach the pod through a Kubernetes Secret, never the pod spec.
+    secret_env: dict[EnvName, ConfigKey] = Field(default_factory=dict)
+    ha: bool = True
+    # A fixed LAN address for the exposed ports, outside k3s.load_balancer_pool; None: one from the pool.
+    load_balancer_ip: IPv4Address | None = None
+    # A pod gets traffic (and counts for its disruption budget) once it answers on this TCP port
+    # (default: its first TCP port); with ready_path, once an HTTP GET there succeeds.
+    ready_port: str | None = None
+    ready_path: Annotated[str, Field(pattern=r"^/")] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Workload:
+        if self.ha and self.replicas < 2:
+            raise ValueError(f"replicas {self.replicas}: an HA workload needs at least 2; set ha: false to accept one")
+        if self.ha and self.volumes:
+            raise ValueError(
+                "volumes: RBD volumes are read-write-once, so a workload with volumes runs one replica; set ha: false"
+            )
+        if not self.ha and self.volumes and self.replicas != 1:
+            raise ValueError(f"replicas {self.replicas}: a workload with read-write-once volumes runs 1 replica")
+        names = [p.name for p in self.ports]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ports {names} names a port twice")
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"env and secret_env both set {', '.join(both)}; keep each variable in one of them")
+        secret_looking = sorted(name for name in self.env if SECRET_NAME.search(name))
+        if secret_looking:
+            raise ValueError(
+                f"env.{secret_looking[0]} looks like a secret, and env values are plain text in the pod spec and "
+                "the Pulumi state; put it in secret_env (NAME: a key set with `pulumi config set --secret`)"
+            )
+        own = sorted(set(self.secret_env.values()) & set(PROGRAM_KEYS))
+        if own:
+            raise ValueError(
+                f"secret_env: {own[0]} is the program's own setting, not an app's secret; name a key of its own"
+            )
+        tcp = [p.name for p in self.ports if p.protocol == "TCP"]
+        if self.ready_port is not None and self.ready_port not in tcp:
+            raise ValueError(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
+        if self.ready_path is not None and not tcp:
+            raise ValueError("ready_path needs a TCP port to send the HTTP check to")
+        return self
+
+    @property
+    def readiness_port(self) -> str | None:
+        """The TCP port the readiness check uses, or None when the workload has none."""
+        return self.ready_port or next((p.name for p in self.ports if p.protocol == "TCP"), None)

@@ -1,0 +1,108 @@
+"""The Proxmox nodes: hardware and watts, NICs and bonds, mesh cables, OSDs, power tuning."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from spec.base import Model, Name, Watts, dupes
+
+
+class Nic(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,14}$")]
+    speed_gbps: Annotated[float, Field(gt=0)] = 2.5
+
+
+class Hardware(Model):
+    model: str = ""
+    cores: Annotated[int, Field(ge=1)]
+    memory_gib: Annotated[int, Field(ge=1)]
+    idle_watts: Watts
+    max_watts: Watts
+    nics: list[Nic] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _watts(self) -> Hardware:
+        if self.max_watts < self.idle_watts:
+            raise ValueError(f"max_watts {self.max_watts} is below idle_watts {self.idle_watts}")
+        names = [n.name for n in self.nics]
+        twice = dupes(names)
+        if twice:
+            raise ValueError(f"nics: {', '.join(twice)} listed twice")
+        return self
+
+
+class Bond(Model):
+    """A Linux bond. active-backup works on any switch; 802.3ad (LACP) needs switch support."""
+
+    mode: Literal["active-backup", "802.3ad"] = "active-backup"
+    members: list[str]
+    primary: str | None = None
+
+    @field_validator("members")
+    @classmethod
+    def _two_members(cls, members: list[str]) -> list[str]:
+        if len(members) < 2:
+            raise ValueError(f"a bond needs at least two members to survive a cable or port failure, got {members}")
+        if len(set(members)) != len(members):
+            raise ValueError(f"members {members} names a NIC twice")
+        return members
+
+
+class MeshLink(Model):
+    """A direct cable from this node to a peer, for the storage mesh."""
+
+    peer: Name
+    nic: str
+
+
+class Osd(Model):
+    device: Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
+    device_class: Literal["nvme", "ssd", "hdd"] = "nvme"
+
+
+class PowerTuning(Model):
+    governor: Literal["powersave", "schedutil", "ondemand", "conservative", "performance"] = "powersave"
+    pcie_aspm: Literal["default", "powersave", "powersupersave"] | None = "powersave"
+    powertop_auto_tune: bool = True
+    # USB autosuspend breaks some NICs and keyboards; off unless asked.
+    usb_autosuspend: bool = False
+
+
+class Node(Model):
+    name: Name
+    address: IPv4Address
+    storage_address: IPv4Address  # on the Ceph cluster network (mesh or storage bond)
+    public_address: IPv4Address | None = None  # on the Ceph public VLAN, when it is its own network
+    hardware: Hardware
+    bond: Bond
+    storage_bond: Bond | None = None
+    mesh_links: list[MeshLink] = Field(default_factory=list)
+    osds: list[Osd] = Field(default_factory=list)
+    power_tuning: PowerTuning = Field(default_factory=PowerTuning)
+    # Day-2: a node in maintenance gets no guests; HA guests move off and its k3s node is cordoned.
+    maintenance: bool = False
+
+    @model_validator(mode="after")
+    def _nics_exist(self) -> Node:
+        nics = {n.name for n in self.hardware.nics}
+        used: list[tuple[str, str]] = [("bond.members", m) for m in self.bond.members]
+        if self.bond.primary is not None and self.bond.primary not in self.bond.members:
+            raise ValueError(f"bond.primary {self.bond.primary} is not one of bond.members {self.bond.members}")
+        if self.storage_bond is not None:
+            used += [("storage_bond.members", m) for m in self.storage_bond.members]
+        used += [(f"mesh_links[{i}].nic", link.nic) for i, link in enumerate(self.mesh_links)]
+        seen: dict[str, str] = {}
+        for where, nic in used:
+            if nic not in nics:
+                raise ValueError(f"{where}: NIC {nic} is not in hardware.nics {sorted(nics)}")
+            if nic in seen:
+                raise ValueError(f"{where}: NIC {nic} is already used by {seen[nic]}")
+            seen[nic] = where
+        devices = [o.device for o in self.osds]
+        twice = dupes(devices)
+        if twice:
+            raise ValueError(f"osds: device {', '.join(twice)} is listed twice")
+        return self
