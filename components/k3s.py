@@ -269,9 +269,15 @@ class K3sCluster(pulumi.ComponentResource):
         admin = access.connection(str(spec.api_vip), user=user)
         manifest = kube_vip_manifest(spec)
 
+        # The etcd members as declared (server-init and server-join installs), registered as an
+        # output: the policy pack counts them there, not in the spec.
+        etcd_members: list[str] = []
+
         def install(
             guest: str, role: str, after: Sequence[pulumi.Resource], token: pulumi.Output[str] | None
         ) -> command.remote.Command:
+            if role != "agent":
+                etcd_members.append(guest)
             params: dict[str, str | int] = {
                 "role": role,
                 "version": spec.version,
@@ -379,7 +385,7 @@ class K3sCluster(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "api": f"https://{spec.api_vip}:{API_PORT}",
-                "servers": list(spec.servers),
+                "servers": etcd_members,
                 "agents": list(spec.agents),
                 "cordoned": sorted(self.cordons),
                 "kubeconfig": self.kubeconfig,

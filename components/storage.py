@@ -92,7 +92,10 @@ class CephStorage(pulumi.ComponentResource):
         )
         # One monitor at a time: each joins the quorum of those before it.
         self.monitors: list[pulumi.Resource] = []
+        # The monitor hosts as declared, registered as an output for the policy pack to count.
+        self.monitor_hosts: list[str] = []
         for name in ceph.monitors:
+            self.monitor_hosts.append(name)
             self.monitors.append(
                 remote.run(
                     f"{name}-ceph-mon",
@@ -176,6 +179,7 @@ class CephStorage(pulumi.ComponentResource):
         self.client_key = pulumi.Output.secret(client.stdout.apply(str.strip))
         self.register_outputs(
             {
+                "monitors": self.monitor_hosts,
                 "guest_storage": self.guest_storage,
                 "kubernetes_pool": self.kubernetes_pool,
                 "monitor_addresses": self.monitor_addresses,

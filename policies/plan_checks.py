@@ -59,26 +59,16 @@ def check_power_budget(cluster: Cluster) -> list[Finding]:
     ]
 
 
-def _quorum_count(what: str, count: int, where: str, why: str) -> list[Finding]:
-    if count >= 3 and count % 2 == 1:
-        return []
-    msg = f"{where} lists {count} {what}: {why} needs an odd number of at least 3 to keep quorum through a node loss"
-    return [(msg, None)]
-
-
 def check_survives_any_node(cluster: Cluster) -> list[Finding]:
+    # Quorum members as declared: `quorum_checks.check_quorum_members`.
     """Mandatory in normal operation. While a node is drained for maintenance the cluster has,
     by design, one node less of slack: that window is judged by `maintenance-redundancy`."""
     plan = plan_of(cluster)
     if isinstance(plan, str):
         return [(plan, None)]
-    findings: list[Finding] = []
-    if cluster.k3s is not None:
-        findings += _quorum_count("servers", len(cluster.k3s.servers), "k3s.servers", "embedded etcd")
-    findings += _quorum_count("monitor hosts", len(cluster.ceph.monitors), "ceph.monitors", "Ceph's monitor map")
     if any(n.maintenance for n in cluster.nodes):
-        return findings  # the drained window: see maintenance-redundancy
-    return findings + _node_losses(cluster, plan)
+        return []  # the drained window: see maintenance-redundancy
+    return _node_losses(cluster, plan)
 
 
 def check_maintenance_redundancy(cluster: Cluster) -> list[Finding]:

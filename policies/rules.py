@@ -51,6 +51,7 @@ from policies.plan_checks import (  # noqa: E402
     check_survives_any_node,
 )
 from policies.props import spec_or_reason  # noqa: E402
+from policies.quorum_checks import check_quorum_members  # noqa: E402
 from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
 from policies.tokens import CLUSTER_COMPONENT  # noqa: E402
 from spec import Cluster  # noqa: E402
@@ -107,9 +108,12 @@ def _survives_any_node(args: StackValidationArgs, report_violation: ReportViolat
     if not isinstance(cluster, Cluster):
         report_violation(cluster, None)
         return
-    for message, urn in check_survives_any_node(cluster):
-        report_violation(message, urn)
-    for message, urn in check_ha_declared(cluster, args.resources):
+    findings = [
+        *check_quorum_members(cluster, args.resources),
+        *check_survives_any_node(cluster),
+        *check_ha_declared(cluster, args.resources),
+    ]
+    for message, urn in findings:
         report_violation(message, urn)
 
 

@@ -18,6 +18,10 @@ PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 # The component that forms the Proxmox cluster: corosync's links are checked on it.
 CLUSTER_COMPONENT = "homelab:cluster:ProxmoxCluster"
+# Components whose registered outputs list the quorum members they declared: `servers` (the
+# etcd members) and `monitors` (the Ceph monitor hosts).
+K3S_COMPONENT = "homelab:k3s:K3sCluster"
+CEPH_COMPONENT = "homelab:storage:CephStorage"
 
 # A Deployment or StatefulSet that must stay up through a node loss carries `homelab/ha: "true"`
 # in its metadata.labels (the workloads layer sets it from the spec); replica-counts and

@@ -185,20 +185,30 @@ def test_busy_cores_beyond_a_node_are_no_plan_at_all() -> None:
     )
 
 
-def test_quorum_members_come_in_odd_numbers() -> None:
-    # The spec refuses these too; the pack judges the config it is handed on its own.
-    cluster = stack_cluster("home")
-    assert cluster.k3s is not None
-    k3s = cluster.k3s.model_copy(update={"servers": [*cluster.k3s.servers, "k3s-agent-1"]})
-    ceph = cluster.ceph.model_copy(update={"monitors": cluster.ceph.monitors[:2]})
-    odd = cluster.model_copy(update={"k3s": k3s, "ceph": ceph})
-    messages = [m for m, _ in plan_checks.check_survives_any_node(odd)]
-    assert messages[:2] == [
-        "k3s.servers lists 4 servers: embedded etcd needs an odd number of at least 3 to keep quorum through a node "
-        "loss",
-        "ceph.monitors lists 2 monitor hosts: Ceph's monitor map needs an odd number of at least 3 to keep quorum "
+@pytest.mark.parametrize("shape", SHAPES)
+def test_quorum_members_are_counted_as_the_program_declares_them(shape: Shape) -> None:
+    # The k3s and Ceph components register the etcd members and monitor hosts they declared.
+    stack = full_stack("home", shape)
+    k3s = next(r for r in stack if r.type == tokens.K3S_COMPONENT)
+    ceph = next(r for r in stack if r.type == tokens.CEPH_COMPONENT)
+    assert k3s.outputs["servers"] == ["k3s-server-1", "k3s-server-2", "k3s-server-3"]
+    assert ceph.outputs["monitors"] == ["pve1", "pve2", "pve3"]
+    fewer = [
+        dataclasses.replace(r, outputs={**r.outputs, "servers": ["k3s-server-1", "k3s-server-2"]})
+        if r is k3s
+        else dataclasses.replace(r, outputs={**r.outputs, "monitors": ["pve1", "pve2", "pve3", "pve1"]})
+        if r is ceph
+        else r
+        for r in stack
+    ]
+    assert [v.message for v in check(fewer) if v.policy == "survives-any-node"] == [
+        "the program declares 2 k3s servers (etcd members): embedded etcd needs an odd number of at least 3 to keep "
+        "quorum through a node loss",
+        "the program declares 4 Ceph monitors: Ceph's monitor map needs an odd number of at least 3 to keep quorum "
         "through a node loss",
     ]
+    no_k3s = [r for r in stack if r is not k3s]
+    assert "the spec has a k3s section but the program declares no k3s cluster" in [v.message for v in check(no_k3s)]
 
 
 # --- the offline preview ------------------------------------------------------------------
