@@ -180,6 +180,17 @@ def test_maintenance_node_takes_no_failover_guests() -> None:
     assert failures(cluster, running)["lab1"].moved == {"app": "lab2"}
 
 
+def test_a_node_in_maintenance_has_no_vote_to_count_on() -> None:
+    # lab: three nodes, no qdevice. lab3 drained (it may be rebooting): losing lab1 leaves one
+    # vote of three, losing lab3 itself leaves two.
+    cluster = parse_cluster(patched(stack_data("lab"), {"nodes[2].maintenance": True}))
+    result = failures(cluster, [])
+    assert (result["lab1"].corosync.remaining, result["lab1"].corosync.total) == (1, 3)
+    assert not result["lab1"].corosync_quorum
+    assert (result["lab3"].corosync.remaining, result["lab3"].corosync.total) == (2, 3)
+    assert "corosync keeps 1 of 3 votes, no majority" in " ".join(result["lab1"].problems())
+
+
 def test_every_guest_of_a_large_cluster_is_moved_once() -> None:
     # How long this takes is measured by `make bench`, not asserted here.
     data = stack_data("lab")

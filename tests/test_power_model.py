@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plan.placement import plan_guests
-from plan.power import HOURS_PER_MONTH, cluster_draw, node_draw
+from plan.power import cluster_draw, node_draw
 from spec import parse_cluster
 from tests.support import patched, stack_cluster, stack_data
 
@@ -32,14 +32,24 @@ def test_home_stack_figures() -> None:
     assert draw.idle_watts == 21
     assert 21 < draw.watts < 75
     assert draw.within_budget
-    assert draw.kwh_per_month == pytest.approx(draw.watts * HOURS_PER_MONTH / 1000)
-    assert draw.cost_per_month == pytest.approx(draw.kwh_per_month * 0.32)
+    # 28.74375 W all month long (730 h, a year's 8760 h / 12): 20.98 kWh, 6.71 EUR at 0.32 EUR/kWh.
+    assert draw.watts == pytest.approx(28.74375)
+    assert draw.kwh_per_month == pytest.approx(20.9829, abs=1e-4)
+    assert draw.cost_per_month == pytest.approx(6.7145, abs=1e-4)
     assert draw.budget_watts == 75 and [n.node for n in draw.nodes] == ["pve1", "pve2", "pve3"]
 
 
 def test_over_budget_is_detected() -> None:
     cluster = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 20}))
     assert not cluster_draw(cluster, plan_guests(cluster).where).within_budget
+
+
+def test_a_draw_exactly_at_the_budget_is_within_it() -> None:
+    # 28.74375 W is exact in binary floating point: a budget of exactly that is met, a hair less is not.
+    at = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 28.74375}))
+    assert cluster_draw(at, plan_guests(at).where).within_budget
+    under = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 28.7437}))
+    assert not cluster_draw(under, plan_guests(under).where).within_budget
 
 
 def test_a_down_node_draws_nothing() -> None:

@@ -183,6 +183,19 @@ def test_a_pod_is_ready_once_it_answers_on_its_port() -> None:
     assert probes["jellyfin"] is not None and probes["jellyfin"]["tcpSocket"] == {"port": "http"}
     udp_only = Workload(name="dns", image="example/dns:1", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
     assert udp_only.readiness_port is None
+    # The first TCP port by position, whatever it is called (every shipped one is called http).
+    admin_second = Workload.model_validate(
+        {
+            "name": "mail",
+            "image": "example/mail:1",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "smtp", "port": 25},
+                {"name": "http", "port": 8080},
+            ],
+        }
+    )
+    assert admin_second.readiness_port == "smtp"
 
 
 @pytest.mark.parametrize("stack", STACKS)
