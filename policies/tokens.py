@@ -1,8 +1,8 @@
-"""What the pack looks for in a stack: resource type tokens and the label contract.
+"""Resource type tokens, as the SDKs register them, and the pack's label contract.
 
-Pulumi-free, so the pack, the program's layers, the offline harness and the tests share one copy.
-Tokens as the SDKs register them (checked against pulumi-proxmoxve 8.6.0, pulumi-kubernetes
-4.34.2 and pulumi-command 1.2.1).
+The one copy: Pulumi-free, so the pack, the program's layers, the offline harness and the tests
+all import it. Checked against pulumi-proxmoxve 8.6.0, pulumi-kubernetes 4.34.2 and
+pulumi-command 1.2.1.
 """
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -12,6 +12,15 @@ CEPH_POOL = "proxmoxve:ceph/pool:Pool"
 BOND = "proxmoxve:network/linux/bond:Bond"
 FABRIC_NODE = "proxmoxve:sdn/fabric/node/openfabric:Openfabric"
 REMOTE_COMMAND = "command:remote:Command"
+SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
+HA_RULE = "proxmoxve:index/harule:Harule"
+HA_GROUP = "proxmoxve:index/hagroup:Hagroup"
+BRIDGE = "proxmoxve:network/linux/bridge:Bridge"
+VLAN = "proxmoxve:network/linux/vlan:Vlan"
+FABRIC = "proxmoxve:sdn/fabric/openfabric:Openfabric"
+SDN_APPLIER = "proxmoxve:sdn/applier:Applier"
+K8S_SECRET = "kubernetes:core/v1:Secret"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"

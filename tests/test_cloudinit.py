@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from offline.engine import Shape
+from policies import tokens
 from tests.support import STACKS, program, stack_cluster
 
-SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
 SCHEMA = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
 CLOUD_INIT = shutil.which("cloud-init")
 needs_cloud_init = pytest.mark.skipif(
@@ -33,7 +33,7 @@ def known_top_level_keys() -> set[str]:
 
 
 def snippets(stack: str) -> dict[str, str]:
-    return {r.name: r.inputs["sourceRaw"]["data"] for r in program(stack).of_type(SNIPPET)}
+    return {r.name: r.inputs["sourceRaw"]["data"] for r in program(stack).of_type(tokens.SNIPPET)}
 
 
 @needs_cloud_init
@@ -69,11 +69,11 @@ def test_user_data_content() -> None:
     run = program("home", Shape.UPDATE)  # ids are known once the snippets exist
     vm = run.named("k3s-server-1").inputs
     snippet_id = vm["initialization"]["userDataFileId"]
-    snippet = next(r for r in run.of_type(SNIPPET) if f"{r.name}-id" == snippet_id)
+    snippet = next(r for r in run.of_type(tokens.SNIPPET) if f"{r.name}-id" == snippet_id)
     # One copy per node, so an HA guest can restart anywhere; VMs with the same packages share it.
-    copies = [r for r in run.of_type(SNIPPET) if r.name.rsplit("-", 1)[0] == snippet.name.rsplit("-", 1)[0]]
+    copies = [r for r in run.of_type(tokens.SNIPPET) if r.name.rsplit("-", 1)[0] == snippet.name.rsplit("-", 1)[0]]
     assert sorted(r.inputs["nodeName"] for r in copies) == [n.name for n in cluster.nodes]
-    assert len(run.of_type(SNIPPET)) == len(cluster.nodes)  # all home VMs install the same packages
+    assert len(run.of_type(tokens.SNIPPET)) == len(cluster.nodes)  # all home VMs install the same packages
     data = snippet.inputs["sourceRaw"]["data"]
     doc = yaml.safe_load(data)
     assert data.startswith("#cloud-config\n")

@@ -8,13 +8,8 @@ import pytest
 
 from offline.engine import Shape
 from plan.placement import plan_guests
+from policies import tokens
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
-
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-CT = "proxmoxve:index/containerLegacy:ContainerLegacy"
-HA_RESOURCE = "proxmoxve:index/haresource:Haresource"
-HA_RULE = "proxmoxve:index/harule:Harule"
-HA_GROUP = "proxmoxve:index/hagroup:Hagroup"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -22,7 +17,9 @@ def test_every_guest_runs_on_its_placed_node(stack: str) -> None:
     cluster = stack_cluster(stack)
     placement = plan_guests(cluster).where
     run = program(stack)
-    machines = {r.name: r.inputs for r in run.of_type(VM) + run.of_type(CT) if not r.inputs.get("template")}
+    machines = {
+        r.name: r.inputs for r in run.of_type(tokens.VM) + run.of_type(tokens.CONTAINER) if not r.inputs.get("template")
+    }
     assert set(machines) == {g.name for g in cluster.guests}
     for guest in cluster.guests:
         assert machines[guest.name]["nodeName"] == placement[guest.name]
@@ -54,7 +51,7 @@ def test_vms_are_full_clones_of_the_template_with_retries() -> None:
     template = run.named("debian-13-template")
     assert template.inputs["template"] is True
     assert template.inputs["disks"][0]["datastoreId"] == "vm-disks"
-    vms = [r for r in run.of_type(VM) if not r.inputs.get("template")]
+    vms = [r for r in run.of_type(tokens.VM) if not r.inputs.get("template")]
     for vm in vms:
         assert vm.inputs["clone"]["vmId"] == template.inputs["vmId"]
         assert vm.inputs["clone"]["full"] is True
@@ -66,30 +63,32 @@ def test_vms_are_full_clones_of_the_template_with_retries() -> None:
 def test_vm_user_data_snippet_is_referenced() -> None:
     run = program("home", Shape.UPDATE)  # ids are known once the snippets exist
     vm = run.named("k3s-agent-1").inputs
-    snippet = next(r for r in run.of_type("proxmoxve:index/fileLegacy:FileLegacy") if r.inputs["nodeName"] == "pve1")
+    snippet = next(r for r in run.of_type(tokens.SNIPPET) if r.inputs["nodeName"] == "pve1")
     assert vm["initialization"]["userDataFileId"] == f"{snippet.name}-id"
 
 
 def test_first_boot_inputs_never_replace_a_running_vm() -> None:
     run = program("home")
-    for vm in run.of_type(VM):
+    for vm in run.of_type(tokens.VM):
         # A fixed VM id: any replacement must delete the old VM first, or the create fails.
         assert vm.delete_before_replace, vm.name
         if not vm.inputs.get("template"):
             # New user-data or a new template would make the provider rebuild every VM at once.
             assert set(vm.ignore_changes) == {"clone", "initialization.userDataFileId"}, vm.name
-    for ct in run.of_type(CT):
+    for ct in run.of_type(tokens.CONTAINER):
         assert ct.delete_before_replace and not ct.ignore_changes
     assert run.named("debian-13-image").delete_before_replace
     # Old user-data stays on the nodes: VMs still name it, and Proxmox reads it at every start.
-    snippets = run.of_type("proxmoxve:index/fileLegacy:FileLegacy")
+    snippets = run.of_type(tokens.SNIPPET)
     assert snippets and all(s.retain_on_delete for s in snippets)
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_guests_kept_apart_are_changed_one_at_a_time(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)
-    machines = {r.name: r for r in run.of_type(VM) + run.of_type(CT) if not r.inputs.get("template")}
+    machines = {
+        r.name: r for r in run.of_type(tokens.VM) + run.of_type(tokens.CONTAINER) if not r.inputs.get("template")
+    }
     groups: dict[str, list[str]] = {}
     for guest in cluster.guests:
         if guest.anti_affinity is not None:
@@ -120,14 +119,14 @@ def test_lxc_is_unprivileged_on_local_storage_and_protected() -> None:
 def test_ha_resources_for_every_ha_guest() -> None:
     cluster = stack_cluster("home")
     run = program("home")
-    ids = {r.inputs["resourceId"] for r in run.of_type(HA_RESOURCE)}
+    ids = {r.inputs["resourceId"] for r in run.of_type(tokens.HA_RESOURCE)}
     assert ids == {f"vm:{g.vm_id}" for g in cluster.guests if g.ha}
     assert "ct:300" not in ids  # the backup LXC is not HA
 
 
 def test_pve9_rules_keep_servers_apart_and_prefer_nodes() -> None:
     run = program("home")
-    rules = {r.inputs["rule"]: r.inputs for r in run.of_type(HA_RULE)}
+    rules = {r.inputs["rule"]: r.inputs for r in run.of_type(tokens.HA_RULE)}
     apart = rules["k3s-servers-apart"]
     assert apart["type"] == "resource-affinity" and apart["affinity"] == "negative"
     assert sorted(apart["resources"]) == ["vm:201", "vm:202", "vm:203"]
@@ -135,29 +134,29 @@ def test_pve9_rules_keep_servers_apart_and_prefer_nodes() -> None:
     assert prefers["type"] == "node-affinity"
     assert prefers["nodes"] == {"pve1": 1} and prefers["strict"] is False
     assert prefers["resources"] == ["vm:211"]
-    assert not run.of_type(HA_GROUP)
+    assert not run.of_type(tokens.HA_GROUP)
 
 
 def test_pve8_uses_groups_not_rules() -> None:
     data = patched(stack_data("home"), {"proxmox.version": 8})
     run = program_with("home", data)
-    assert not run.of_type(HA_RULE)
-    groups = {r.inputs["group"]: r.inputs for r in run.of_type(HA_GROUP)}
+    assert not run.of_type(tokens.HA_RULE)
+    groups = {r.inputs["group"]: r.inputs for r in run.of_type(tokens.HA_GROUP)}
     assert groups["prefer-pve1"]["nodes"] == {"pve1": 2, "pve2": 1, "pve3": 1}
-    agent = next(r for r in run.of_type(HA_RESOURCE) if r.inputs["resourceId"] == "vm:211")
+    agent = next(r for r in run.of_type(tokens.HA_RESOURCE) if r.inputs["resourceId"] == "vm:211")
     assert agent.inputs["group"] == "prefer-pve1"
 
 
 def test_draining_a_node_moves_its_guests_and_parks_what_must_stay_apart() -> None:
     data = patched(stack_data("home"), {"nodes[0].maintenance": True})
     run = program_with("home", data)
-    vms = {r.name: r.inputs for r in run.of_type(VM) if not r.inputs.get("template")}
+    vms = {r.name: r.inputs for r in run.of_type(tokens.VM) if not r.inputs.get("template")}
     assert vms["k3s-agent-1"]["nodeName"] != "pve1"
     # k3s-server-2 ran on pve1; with the other servers on pve2 and pve3 it waits there, stopped.
     assert vms["k3s-server-2"]["nodeName"] == "pve1"
     assert vms["k3s-server-2"]["started"] is False
     assert all(vm["started"] is True for name, vm in vms.items() if name != "k3s-server-2")
-    states = {r.name: r.inputs["state"] for r in run.of_type(HA_RESOURCE)}
+    states = {r.name: r.inputs["state"] for r in run.of_type(tokens.HA_RESOURCE)}
     assert states["k3s-server-2-ha"] == "stopped" and states["k3s-agent-1-ha"] == "started"
 
 
@@ -165,7 +164,7 @@ def test_snippets_are_allowed_on_the_storage_before_any_is_uploaded() -> None:
     run = program("home")
     allow = run.named("local-allow-snippets")
     assert "STORAGE=local" in allow.inputs["create"] and "pvesm set" in allow.inputs["create"]
-    for snippet in run.of_type("proxmoxve:index/fileLegacy:FileLegacy"):
+    for snippet in run.of_type(tokens.SNIPPET):
         assert allow.urn in snippet.dependencies
 
 

@@ -25,12 +25,12 @@ from components.k3s import (
 )
 from offline.engine import Shape
 from offline.harness import UNKNOWN, ProgramRun, Resource, config_for, run_program
+from policies import tokens
 from spec.kubernetes import K3s
 from spec.models import Cluster
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 PARAM = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$", re.MULTILINE)
 
@@ -49,7 +49,7 @@ def install(run: ProgramRun, guest: str) -> Resource:
     return run.named(f"{guest}-k3s")
 
 
-def urn(run: ProgramRun, name: str, typ: str = "command:remote:Command") -> str:
+def urn(run: ProgramRun, name: str, typ: str = tokens.REMOTE_COMMAND) -> str:
     return next(r.urn for r in run.resources if r.name == name and r.type == typ)
 
 
@@ -61,7 +61,7 @@ def params(script: str) -> dict[str, str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_servers_run_on_three_different_proxmox_hosts(stack: str) -> None:
     run, spec = program(stack), spec_of(stack_cluster(stack))
-    hosts = {r.name: r.inputs["nodeName"] for r in run.of_type(VM)}
+    hosts = {r.name: r.inputs["nodeName"] for r in run.of_type(tokens.VM)}
     server_hosts = [hosts[s] for s in spec.servers]
     assert len(server_hosts) == 3
     assert len(set(server_hosts)) == len(server_hosts), server_hosts
@@ -94,7 +94,7 @@ def test_first_server_starts_etcd_and_the_others_join_after_it_one_at_a_time(sta
         assert {install(run, s).urn for s in spec.servers} <= set(joined.dependencies)
     # Every install waits for its own VM.
     for name in [*spec.servers, *spec.agents]:
-        assert urn(run, name, VM) in install(run, name).dependencies
+        assert urn(run, name, tokens.VM) in install(run, name).dependencies
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -221,8 +221,8 @@ def test_only_nodes_parked_on_a_host_in_maintenance_are_cordoned() -> None:
 
 def test_maintenance_cordons_the_parked_server_and_uncordons_when_it_ends() -> None:
     run = program_with("home", patched(stack_data("home"), {"nodes[0].maintenance": True}))
-    hosts = {r.name: r.inputs["nodeName"] for r in run.of_type(VM)}
-    cordons = {r.name: r for r in run.of_type("command:remote:Command") if r.name.endswith("-k3s-cordon")}
+    hosts = {r.name: r.inputs["nodeName"] for r in run.of_type(tokens.VM)}
+    cordons = {r.name: r for r in run.of_type(tokens.REMOTE_COMMAND) if r.name.endswith("-k3s-cordon")}
     parked = [n for n in hosts if n.startswith("k3s-") and hosts[n] == "pve1"]
     assert parked, "a k3s server stays parked on pve1"
     assert set(cordons) == {f"{n}-k3s-cordon" for n in parked}

@@ -10,24 +10,21 @@ import pytest
 
 from components.power import tuning_script
 from offline.harness import ProgramRun
+from policies import tokens
 from spec.nodes import Node
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import program, stack_cluster
 
-BOND = "proxmoxve:network/linux/bond:Bond"
-BRIDGE = "proxmoxve:network/linux/bridge:Bridge"
-COMMAND = "command:remote:Command"
-
 
 def commands(run: ProgramRun) -> dict[str, str]:
-    return {r.name: r.inputs["create"] for r in run.of_type(COMMAND)}
+    return {r.name: r.inputs["create"] for r in run.of_type(tokens.REMOTE_COMMAND)}
 
 
 @pytest.mark.parametrize("stack", ["home", "lab"])
 def test_every_node_has_an_active_backup_lan_bond_over_two_nics(stack: str) -> None:
     run = program(stack)
     cluster = stack_cluster(stack)
-    bonds = {r.inputs["nodeName"]: r.inputs for r in run.of_type(BOND) if r.inputs["name"] == "bond0"}
+    bonds = {r.inputs["nodeName"]: r.inputs for r in run.of_type(tokens.BOND) if r.inputs["name"] == "bond0"}
     assert set(bonds) == {n.name for n in cluster.nodes}
     for node in cluster.nodes:
         bond = bonds[node.name]
@@ -49,7 +46,7 @@ def test_lacp_bond_hashes_on_layer3_4() -> None:
 def test_bridge_is_vlan_aware_on_the_bond_with_the_management_address(stack: str) -> None:
     run = program(stack)
     cluster = stack_cluster(stack)
-    bridges = {r.inputs["nodeName"]: r for r in run.of_type(BRIDGE)}
+    bridges = {r.inputs["nodeName"]: r for r in run.of_type(tokens.BRIDGE)}
     by_urn = run.by_urn()
     for node in cluster.nodes:
         bridge = bridges[node.name]
@@ -57,12 +54,12 @@ def test_bridge_is_vlan_aware_on_the_bond_with_the_management_address(stack: str
         assert bridge.inputs["vlanAware"] is True
         assert bridge.inputs["address"] == f"{node.address}/{cluster.networks.lan.cidr.prefixlen}"
         assert bridge.inputs["gateway"] == str(cluster.networks.lan.gateway)
-        assert any(by_urn[d].type == BOND for d in bridge.dependencies)
+        assert any(by_urn[d].type == tokens.BOND for d in bridge.dependencies)
 
 
 def test_lab_storage_network_is_a_second_bond_with_jumbo_frames() -> None:
     run = program("lab")
-    storage = [r.inputs for r in run.of_type(BOND) if r.inputs["name"] == "bond1"]
+    storage = [r.inputs for r in run.of_type(tokens.BOND) if r.inputs["name"] == "bond1"]
     assert len(storage) == 3
     for bond in storage:
         assert bond["slaves"] == ["ens20", "ens21"]
@@ -72,22 +69,22 @@ def test_lab_storage_network_is_a_second_bond_with_jumbo_frames() -> None:
 
 def test_home_storage_network_is_an_openfabric_mesh() -> None:
     run = program("home")
-    fabric = run.of_type("proxmoxve:sdn/fabric/openfabric:Openfabric")
+    fabric = run.of_type(tokens.FABRIC)
     assert [f.inputs["resourceId"] for f in fabric] == ["ceph"]
     assert fabric[0].inputs["ipPrefix"] == "10.0.50.0/24"
-    members = {r.inputs["nodeId"]: r.inputs for r in run.of_type("proxmoxve:sdn/fabric/node/openfabric:Openfabric")}
+    members = {r.inputs["nodeId"]: r.inputs for r in run.of_type(tokens.FABRIC_NODE)}
     assert members["pve1"]["interfaceNames"] == ["en05", "en06"]
     assert members["pve2"]["ip"] == "10.0.50.12"
-    applier = run.of_type("proxmoxve:sdn/applier:Applier")
+    applier = run.of_type(tokens.SDN_APPLIER)
     assert len(applier) == 1 and len(applier[0].dependencies) == 3
-    assert not any(r.inputs["name"] == "bond1" for r in run.of_type(BOND))
+    assert not any(r.inputs["name"] == "bond1" for r in run.of_type(tokens.BOND))
 
 
 @pytest.mark.parametrize("stack", ["home", "lab"])
 def test_ceph_public_network_is_a_vlan_on_the_bridge(stack: str) -> None:
     cluster = stack_cluster(stack)
     ceph = cluster.networks.ceph
-    vlans = {r.inputs["nodeName"]: r.inputs for r in program(stack).of_type("proxmoxve:network/linux/vlan:Vlan")}
+    vlans = {r.inputs["nodeName"]: r.inputs for r in program(stack).of_type(tokens.VLAN)}
     assert set(vlans) == {n.name for n in cluster.nodes}
     for node in cluster.nodes:
         vlan = vlans[node.name]
@@ -126,7 +123,7 @@ def test_node_networks_wait_for_the_cluster() -> None:
 
 
 def test_remote_commands_carry_the_ssh_key_as_a_secret() -> None:
-    for r in program("home").of_type(COMMAND):
+    for r in program("home").of_type(tokens.REMOTE_COMMAND):
         assert "connection" in r.secret_paths or any(p.startswith("connection") for p in r.secret_paths)
 
 

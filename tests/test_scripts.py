@@ -13,10 +13,11 @@ import pytest
 
 from components import remote
 from offline.harness import UNKNOWN
+from policies import tokens
 from tests.shell import shellcheck
 from tests.support import STACKS, program
 
-COMMAND_TYPES = ("command:remote:Command",)
+COMMAND_TYPES = (tokens.REMOTE_COMMAND,)
 SCRIPT_FIELDS = ("create", "update", "delete")
 
 

@@ -12,8 +12,6 @@ from offline.harness import ProgramRun, config_for, run_program, secrets_of
 from policies import tokens
 from tests.support import patched, program_with, stack_data
 
-SECRET = "kubernetes:core/v1:Secret"
-
 
 def test_the_program_refuses_a_secret_the_engine_did_not_decrypt() -> None:
     # What the engine passes when the stack file holds `homelab:sshPrivateKey: <plain text>`:
@@ -37,7 +35,7 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
 
 def test_secret_env_reaches_the_pod_through_a_secret_only() -> None:
     run: ProgramRun = program_with("home", with_secret_env())
-    (secret,) = [r for r in run.of_type(SECRET) if r.name == "monitoring-uptime-kuma-env"]
+    (secret,) = [r for r in run.of_type(tokens.K8S_SECRET) if r.name == "monitoring-uptime-kuma-env"]
     assert secret.inputs["metadata"] == {
         "name": "uptime-kuma-env",
         "namespace": "monitoring",

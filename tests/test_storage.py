@@ -23,12 +23,11 @@ from components.stack import Access
 from components.storage import OSD_MEMORY_TARGET, CephStorage, device_slug
 from offline.harness import ProgramRun, Resource
 from plan.capacity import OSD_MEMORY_MIB
+from policies import tokens
 from spec.models import Cluster
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
-COMMAND = "command:remote:Command"
-POOL = "proxmoxve:ceph/pool:Pool"
 FSID = "5b1e2c3d-0000-4000-8000-0123456789ab"
 KEY = "AQBexampleexampleexampleexampleexampleAA=="
 
@@ -43,7 +42,9 @@ def deps(run: ProgramRun, name: str) -> set[str]:
 
 
 def ceph_commands(run: ProgramRun, suffix: str) -> list[Resource]:
-    return [r for r in run.of_type(COMMAND) if r.parent_name.endswith("-ceph") and r.name.endswith(suffix)]
+    return [
+        r for r in run.of_type(tokens.REMOTE_COMMAND) if r.parent_name.endswith("-ceph") and r.name.endswith(suffix)
+    ]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -88,7 +89,7 @@ def test_several_devices_on_a_node_get_one_osd_each_in_turn() -> None:
     first, second = run.named("lab1-ceph-osd-sdb"), run.named("lab1-ceph-osd-disk-by-id-ata-X_1")
     assert "DEVICE=/dev/disk/by-id/ata-X_1\nDEVICE_CLASS=nvme\n" in second.inputs["create"]
     assert first.urn in second.dependencies, "OSDs on one node are created one at a time"
-    for pool in run.of_type(POOL):
+    for pool in run.of_type(tokens.CEPH_POOL):
         assert second.urn in pool.dependencies
 
 
@@ -151,7 +152,7 @@ def test_ceph_commands_never_delete_anything(stack: str) -> None:
 def test_pools_are_protected_retained_and_sized(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)
     provider = run.named("proxmox")
-    pools = {r.inputs["name"]: r for r in run.of_type(POOL)}
+    pools = {r.inputs["name"]: r for r in run.of_type(tokens.CEPH_POOL)}
     expected = {cluster.ceph.guest_pool.name: (cluster.ceph.guest_pool, True)}
     expected[cluster.ceph.kubernetes_pool.name] = (cluster.ceph.kubernetes_pool, False)
     assert set(pools) == set(expected)

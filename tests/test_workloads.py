@@ -18,13 +18,13 @@ from components.platform import (
     STORAGE_CLASS,
 )
 from offline.harness import UNKNOWN, ProgramRun, Resource
+from policies import tokens
 from policies.tokens import HA_LABEL
 from spec.kubernetes import K3s, Workload
 from spec.models import Cluster
 from tests.support import STACKS, program, stack_cluster
 
 K8S_PROVIDER = "pulumi:providers:kubernetes"
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # Values only known after `pulumi up` (the Ceph fsid and client key) are the engine's unknown
 # sentinel in a preview. The schema types them as strings, but the sentinel is no value a real
 # object would carry: stand-ins of the right shape go in their place before validation.
@@ -38,7 +38,7 @@ FALLBACK = "unknown-at-preview"
 
 def k8s_objects(run: ProgramRun) -> list[Resource]:
     """Every Kubernetes object the program declares (Helm releases are charts, not objects)."""
-    return [r for r in run.resources if r.type.startswith("kubernetes:") and r.type != HELM_RELEASE]
+    return [r for r in run.resources if r.type.startswith("kubernetes:") and r.type != tokens.HELM_RELEASE]
 
 
 def plausible(value: Any, key: str = "") -> Any:
@@ -105,7 +105,7 @@ def test_every_manifest_passes_kubernetes_validate_strict(stack: str) -> None:
 
 def test_validation_catches_a_bad_manifest() -> None:
     run = program("home")
-    deployment = manifest(next(r for r in run.of_type("kubernetes:apps/v1:Deployment")))
+    deployment = manifest(next(r for r in run.of_type(tokens.DEPLOYMENT)))
     deployment["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, "1.33", strict=True)
@@ -132,7 +132,7 @@ def test_every_workload_has_a_disruption_budget_and_spreads_over_proxmox_hosts(s
     for w in cluster.workloads:
         obj = owner(run, w)
         selector = obj.inputs["spec"]["selector"]["matchLabels"]
-        pdbs = of_kind(run, "kubernetes:policy/v1:PodDisruptionBudget", w)
+        pdbs = of_kind(run, tokens.PDB, w)
         assert len(pdbs) == 1, w.name
         pdb = pdbs[0].inputs["spec"]
         # maxUnavailable 1: HA apps keep a replica up; a single-replica app can still be drained.
@@ -204,9 +204,9 @@ def test_workloads_with_volumes_are_protected_statefulsets_on_the_default_class(
     for w in cluster.workloads:
         obj = owner(run, w)
         if not w.volumes:
-            assert obj.type == "kubernetes:apps/v1:Deployment"
+            assert obj.type == tokens.DEPLOYMENT
             continue
-        assert obj.type == "kubernetes:apps/v1:StatefulSet"
+        assert obj.type == tokens.STATEFUL_SET
         assert obj.protect
         spec = obj.inputs["spec"]
         claims = {c["metadata"]["name"]: c["spec"] for c in spec["volumeClaimTemplates"]}
@@ -257,14 +257,14 @@ def test_each_namespace_is_declared_once(stack: str) -> None:
 def test_ceph_csi_uses_the_restricted_client_and_the_kubernetes_pool(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)
     spec = spec_of(cluster)
-    [release] = run.of_type(HELM_RELEASE)
+    [release] = run.of_type(tokens.HELM_RELEASE)
     assert release.inputs["chart"] == CSI_CHART
     assert release.inputs["version"] == spec.ceph_csi_chart_version
     assert release.inputs["repositoryOpts"]["repo"] == CSI_REPOSITORY
     [csi_config] = release.inputs["values"]["csiConfig"]
     assert csi_config["monitors"] == [f"{cluster.public_address(cluster.node(m))}:6789" for m in cluster.ceph.monitors]
     assert release.inputs["values"]["secret"] == {"create": False}
-    [secret] = run.of_type("kubernetes:core/v1:Secret")
+    [secret] = run.of_type(tokens.K8S_SECRET)
     # userID and userKey come from the Ceph layer's outputs: unknown in a preview, and secret.
     assert "stringData" in secret.secret_paths
     [storage_class] = run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
@@ -287,7 +287,7 @@ def test_load_balancer_addresses_come_from_the_spec_pool(stack: str) -> None:
     assert config.inputs["metadata"]["namespace"] == "kube-system"
     pool = spec.load_balancer_pool
     assert config.inputs["data"] == {"range-global": f"{pool.start}-{pool.end}"}
-    [provider] = [r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.name == "kube-vip-cloud-provider"]
+    [provider] = [r for r in run.of_type(tokens.DEPLOYMENT) if r.name == "kube-vip-cloud-provider"]
     assert provider.inputs["metadata"]["namespace"] == "kube-system"
 
 
