@@ -15,6 +15,9 @@ from plan.placement import plan_guests
 from spec import CLUSTER_KEY, Cluster, parse_cluster, read_stack_config
 
 STACKS = ("home", "lab")
+# What a Ceph cluster answers in tests that stand in for one: its fsid and a client key.
+CEPH_FSID = "5b1e2c3d-0000-4000-8000-0123456789ab"
+CEPH_KEY = "AQBexampleexampleexampleexampleexampleAA=="
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
