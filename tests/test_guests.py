@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
 from offline.engine import Shape
 from plan.placement import plan_guests
 from policies import tokens
+from tests.shell import run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
 
@@ -163,9 +165,46 @@ def test_draining_a_node_moves_its_guests_and_parks_what_must_stay_apart() -> No
 def test_snippets_are_allowed_on_the_storage_before_any_is_uploaded() -> None:
     run = program("home")
     allow = run.named("local-allow-snippets")
-    assert "STORAGE=local" in allow.inputs["create"] and "pvesm set" in allow.inputs["create"]
     for snippet in run.of_type(tokens.SNIPPET):
         assert allow.urn in snippet.dependencies
+
+
+STORAGE_CFG = """dir: local
+\tpath /var/lib/vz
+\tcontent iso,vztmpl,backup
+
+lvmthin: local-lvm
+\tthinpool data
+\tcontent rootdir,images
+"""
+
+
+@pytest.mark.parametrize(
+    ("cfg", "call"),
+    [
+        (STORAGE_CFG, ["pvesm", "set", "local", "--content", "iso,vztmpl,backup,snippets"]),
+        (STORAGE_CFG.replace("iso,vztmpl,backup", "iso,snippets,backup"), None),
+    ],
+    ids=["adds-snippets", "already-allowed"],
+)
+def test_the_snippets_script_adds_snippets_to_the_storage_once(
+    cfg: str, call: list[str] | None, tmp_path: Path
+) -> None:
+    # The program's own rendering, with storage.cfg read from a file of the test's.
+    (tmp_path / "storage.cfg").write_text(cfg)
+    text = program("home").named("local-allow-snippets").inputs["create"]
+    run = run_with_stubs(text.replace("/etc/pve/storage.cfg", str(tmp_path / "storage.cfg")), tmp_path, {"pvesm": ""})
+    assert run.returncode == 0, run.stderr
+    assert [c for c in run.calls if c[0] == "pvesm"] == ([call] if call else [])
+
+
+def test_the_snippets_script_stops_on_a_storage_it_does_not_find(tmp_path: Path) -> None:
+    (tmp_path / "storage.cfg").write_text(STORAGE_CFG.replace("dir: local\n", "dir: other\n"))
+    text = program("home").named("local-allow-snippets").inputs["create"]
+    run = run_with_stubs(text.replace("/etc/pve/storage.cfg", str(tmp_path / "storage.cfg")), tmp_path, {"pvesm": ""})
+    assert run.returncode == 1
+    assert "storage local is not in" in run.stderr and "has no content line" in run.stderr
+    assert "pvesm" not in run.commands()
 
 
 def test_lxc_template_is_downloaded_on_the_containers_node_first() -> None:

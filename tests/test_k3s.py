@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -19,6 +20,7 @@ from offline.harness import UNKNOWN, ProgramRun, Resource, config_for, run_progr
 from policies import tokens
 from spec.kubernetes import K3s
 from spec.models import Cluster
+from tests.shell import run_with_stubs
 from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
 K8S_PROVIDER = "pulumi:providers:kubernetes"
@@ -209,14 +211,23 @@ def test_only_nodes_parked_on_a_host_in_maintenance_are_cordoned() -> None:
     assert cordoned(spec, placement, {"pve3"}) == ["k3s-server-3", "k3s-agent-2"]
 
 
-def test_maintenance_cordons_the_parked_server_and_uncordons_when_it_ends() -> None:
+def test_maintenance_cordons_the_parked_server_and_uncordons_when_it_ends(tmp_path: Path) -> None:
     run = program_with("home", patched(stack_data("home"), {"nodes[0].maintenance": True}))
     hosts = {r.name: r.inputs["nodeName"] for r in run.of_type(tokens.VM)}
     cordons = {r.name: r for r in run.of_type(tokens.REMOTE_COMMAND) if r.name.endswith("-k3s-cordon")}
     parked = [n for n in hosts if n.startswith("k3s-") and hosts[n] == "pve1"]
     assert parked, "a k3s server stays parked on pve1"
     assert set(cordons) == {f"{n}-k3s-cordon" for n in parked}
-    for cordon in cordons.values():
-        assert "kubectl drain" in cordon.inputs["create"]
-        assert "kubectl uncordon" in cordon.inputs["delete"]
+    for name, cordon in cordons.items():
+        # What the program declared, run against stubs: the node is drained, and uncordoned on delete.
+        node = name.removesuffix("-k3s-cordon")
+        ready = {"sudo": 'case "$*" in *jsonpath*) echo True ;; esac', "sleep": "exit 0"}
+        (tmp_path / "create").mkdir()
+        create = run_with_stubs(cordon.inputs["create"], tmp_path / "create", ready)
+        assert create.returncode == 0, create.stderr
+        assert any(c[3:6] == ["kubectl", "drain", node] for c in create.calls), create.calls
+        (tmp_path / "delete").mkdir()
+        delete = run_with_stubs(cordon.inputs["delete"], tmp_path / "delete", ready)
+        assert delete.returncode == 0, delete.stderr
+        assert any(c[3:6] == ["kubectl", "uncordon", node] for c in delete.calls), delete.calls
     assert not any(r.name.endswith("-k3s-cordon") for r in program("home").resources)

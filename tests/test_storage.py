@@ -99,28 +99,24 @@ def script(run: ProgramRun, name: str) -> str:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_scripts_carry_the_spec(stack: str) -> None:
+    # The parameters each script gets from the spec; what the scripts then do is run against
+    # stubs in test_ceph_scripts.py.
     run, cluster = program(stack), stack_cluster(stack)
     nets = cluster.networks.ceph
     init = script(run, f"{cluster.ceph.monitors[0]}-ceph-init")
     assert f"PUBLIC_NETWORK={nets.public}\n" in init and f"CLUSTER_NETWORK={nets.cluster}\n" in init
-    assert 'pveceph init --network "$PUBLIC_NETWORK" --cluster-network "$CLUSTER_NETWORK"' in init
-    assert '[ -f "$conf" ]' in init and "conf=/etc/pve/ceph.conf" in init
 
     for node in cluster.nodes:
         install = run.named(f"{node.name}-ceph-install")
         assert install.inputs["connection"]["host"] == str(node.address)
         assert "REPOSITORY=no-subscription\nVERSION=squid\n" in install.inputs["create"]
-        assert 'pveceph install --repository "$REPOSITORY" --version "$VERSION"' in install.inputs["create"]
         for osd in node.osds:
             text = script(run, f"{node.name}-ceph-osd-{device_slug(osd.device)}")
             assert f"DEVICE={osd.device}\nDEVICE_CLASS={osd.device_class}\n" in text
-            assert 'pveceph osd create "$dev" --crush-device-class "$DEVICE_CLASS"' in text
     for name in cluster.ceph.monitors:
         mon = run.named(f"{name}-ceph-mon")
         assert mon.inputs["connection"]["host"] == str(cluster.node(name).address)
         assert f"MON_ADDRESS={cluster.public_address(cluster.node(name))}\nNODE={name}\n" in mon.inputs["create"]
-        assert "mon dump" in mon.inputs["create"]
-        assert "mgr dump" in script(run, f"{name}-ceph-mgr")
 
     # The memory target is the figure placement reserves per OSD.
     assert OSD_MEMORY_TARGET == OSD_MEMORY_MIB * 1024 * 1024 == 2 * 1024**3
@@ -129,9 +125,6 @@ def test_scripts_carry_the_spec(stack: str) -> None:
     client = script(run, f"{stack}-ceph-client-kubernetes")
     pool = cluster.ceph.kubernetes_pool.name
     assert f"CLIENT={cluster.ceph.kubernetes_client}\nPOOL={pool}\n" in client
-    assert 'ceph auth get-or-create "$entity" mon "$mon_caps" osd "$osd_caps" mgr "$mgr_caps"' in client
-    assert 'mon_caps="profile rbd"' in client and 'osd_caps="profile rbd pool=$POOL"' in client
-    assert 'ceph auth print-key "$entity"' in client
 
 
 @pytest.mark.parametrize("stack", STACKS)
