@@ -52,11 +52,12 @@ def test_script_file_passes_shellcheck(name: str, tmp_path: Path) -> None:
     assert not found[name], f"{name}.sh:\n" + "\n".join(found[name])
 
 
-def test_checker_catches_a_bad_script(tmp_path: Path) -> None:
-    bad = remote.HEADER + 'DIR=/var/tmp\nrm -rf $DIR/*\nif [ $x == 1 ]; then echo "x"; fi\n'
-    good = remote.HEADER + 'DIR=/var/tmp\nrm -rf "${DIR:?}"/*\n'
-    found = shellcheck({"bad": bad, "good": good}, tmp_path)
-    assert found["good"] == []
-    codes = " ".join(found["bad"])
-    assert "SC2086" in codes  # unquoted expansion
-    assert "SC2115" in codes  # rm -rf "$DIR/"* could become rm -rf /*
+def test_checker_catches_a_bug_put_into_a_rendered_script(tmp_path: Path) -> None:
+    # The same check on what the program renders, with one unquoted expansion slipped in.
+    text = program("home").named("pve1-ceph-osd-nvme0n1").inputs["create"]
+    assert isinstance(text, str) and "wipefs" in text
+    broken = text.replace('"$DEVICE"', "$DEVICE", 1)
+    assert broken != text
+    found = shellcheck({"rendered": text, "broken": broken}, tmp_path)
+    assert found["rendered"] == []
+    assert any("SC2086" in line for line in found["broken"])  # unquoted expansion
