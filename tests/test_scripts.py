@@ -56,7 +56,7 @@ def test_checker_catches_a_bug_put_into_a_rendered_script(tmp_path: Path) -> Non
     # The same check on what the program renders, with one unquoted expansion slipped in.
     text = program("home").named("pve1-ceph-osd-nvme0n1").inputs["create"]
     assert isinstance(text, str) and "wipefs" in text
-    broken = text.replace('"$DEVICE"', "$DEVICE", 1)
+    broken = text.replace('lvm list "$dev"', "lvm list $dev", 1)
     assert broken != text
     found = shellcheck({"rendered": text, "broken": broken}, tmp_path)
     assert found["rendered"] == []
