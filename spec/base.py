@@ -30,3 +30,10 @@ class SpecError(ValueError):
 def dupes(values: Iterable[str]) -> list[str]:
     """The values that occur more than once, sorted."""
     return sorted(v for v, c in Counter(values).items() if c > 1)
+
+
+def refuse(problems: list[str]) -> None:
+    """Raise every problem a model found at once: one line each, which `format_errors` puts
+    under the item's location."""
+    if problems:
+        raise ValueError("\n".join(problems))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, Name
+from spec.base import Model, Name, refuse
 
 
 class Pool(Model):
@@ -16,8 +16,10 @@ class Pool(Model):
 
     @model_validator(mode="after")
     def _min_size(self) -> Pool:
+        problems: list[str] = []
         if self.min_size > self.size:
-            raise ValueError(f"min_size {self.min_size} is above size {self.size}")
+            problems.append(f"min_size {self.min_size} is above size {self.size}")
+        refuse(problems)
         return self
 
 
@@ -29,8 +31,10 @@ class Ceph(Model):
 
     @model_validator(mode="after")
     def _monitors(self) -> Ceph:
+        problems: list[str] = []
         if len(set(self.monitors)) != len(self.monitors):
-            raise ValueError(f"monitors {self.monitors} names a host twice")
+            problems.append(f"monitors {self.monitors} names a host twice")
         if self.guest_pool.name == self.kubernetes_pool.name:
-            raise ValueError(f"guest_pool and kubernetes_pool are both named {self.guest_pool.name}")
+            problems.append(f"guest_pool and kubernetes_pool are both named {self.guest_pool.name}")
+        refuse(problems)
         return self

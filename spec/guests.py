@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spec.base import Fraction, Model, Name
+from spec.base import Fraction, Model, Name, refuse
 
 
 class Disk(Model):
@@ -45,10 +45,12 @@ class Guest(Model):
 
     @model_validator(mode="after")
     def _shape(self) -> Guest:
+        problems: list[str] = []
         if self.balloon_min_mib > self.memory_mib:
-            raise ValueError(f"balloon_min_mib {self.balloon_min_mib} is above memory_mib {self.memory_mib}")
+            problems.append(f"balloon_min_mib {self.balloon_min_mib} is above memory_mib {self.memory_mib}")
         if self.kind == "vm" and self.image is None:
-            raise ValueError("image: a VM needs a cloud image (a key of `images`)")
+            problems.append("image: a VM needs a cloud image (a key of `images`)")
         if self.kind == "lxc" and self.template is None:
-            raise ValueError("template: an LXC needs a template volume (e.g. local:vztmpl/debian-13-standard.tar.zst)")
+            problems.append("template: an LXC needs a template volume (e.g. local:vztmpl/debian-13-standard.tar.zst)")
+        refuse(problems)
         return self

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, Name
+from spec.base import Model, Name, refuse
 from spec.secrets import PROGRAM_KEYS, SECRET_NAME, ConfigKey, EnvName
 
 
@@ -17,8 +17,10 @@ class AddressRange(Model):
 
     @model_validator(mode="after")
     def _order(self) -> AddressRange:
+        problems: list[str] = []
         if int(self.end) < int(self.start):
-            raise ValueError(f"end {self.end} is before start {self.start}")
+            problems.append(f"end {self.end} is before start {self.start}")
+        refuse(problems)
         return self
 
     def __contains__(self, address: object) -> bool:
@@ -40,15 +42,17 @@ class K3s(Model):
 
     @model_validator(mode="after")
     def _servers(self) -> K3s:
+        problems: list[str] = []
         if len(self.servers) < 3 or len(self.servers) % 2 == 0:
-            raise ValueError(
+            problems.append(
                 f"servers: embedded etcd needs an odd number of at least 3 servers for HA, got {len(self.servers)}"
             )
         both = sorted(set(self.servers) & set(self.agents))
         if both:
-            raise ValueError(f"{', '.join(both)} is both a server and an agent")
+            problems.append(f"{', '.join(both)} is both a server and an agent")
         if self.api_vip in self.load_balancer_pool:
-            raise ValueError(f"api_vip {self.api_vip} is inside load_balancer_pool")
+            problems.append(f"api_vip {self.api_vip} is inside load_balancer_pool")
+        refuse(problems)
         return self
 
 
@@ -89,36 +93,38 @@ class Workload(Model):
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
+        problems: list[str] = []
         if self.ha and self.replicas < 2:
-            raise ValueError(f"replicas {self.replicas}: an HA workload needs at least 2; set ha: false to accept one")
+            problems.append(f"replicas {self.replicas}: an HA workload needs at least 2; set ha: false to accept one")
         if self.ha and self.volumes:
-            raise ValueError(
+            problems.append(
                 "volumes: RBD volumes are read-write-once, so a workload with volumes runs one replica; set ha: false"
             )
         if not self.ha and self.volumes and self.replicas != 1:
-            raise ValueError(f"replicas {self.replicas}: a workload with read-write-once volumes runs 1 replica")
+            problems.append(f"replicas {self.replicas}: a workload with read-write-once volumes runs 1 replica")
         names = [p.name for p in self.ports]
         if len(set(names)) != len(names):
-            raise ValueError(f"ports {names} names a port twice")
+            problems.append(f"ports {names} names a port twice")
         both = sorted(set(self.env) & set(self.secret_env))
         if both:
-            raise ValueError(f"env and secret_env both set {', '.join(both)}; keep each variable in one of them")
+            problems.append(f"env and secret_env both set {', '.join(both)}; keep each variable in one of them")
         secret_looking = sorted(name for name in self.env if SECRET_NAME.search(name))
         if secret_looking:
-            raise ValueError(
+            problems.append(
                 f"env.{secret_looking[0]} looks like a secret, and env values are plain text in the pod spec and "
                 "the Pulumi state; put it in secret_env (NAME: a key set with `pulumi config set --secret`)"
             )
         own = sorted(set(self.secret_env.values()) & set(PROGRAM_KEYS))
         if own:
-            raise ValueError(
+            problems.append(
                 f"secret_env: {own[0]} is the program's own setting, not an app's secret; name a key of its own"
             )
         tcp = [p.name for p in self.ports if p.protocol == "TCP"]
         if self.ready_port is not None and self.ready_port not in tcp:
-            raise ValueError(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
+            problems.append(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
         if self.ready_path is not None and not tcp:
-            raise ValueError("ready_path needs a TCP port to send the HTTP check to")
+            problems.append("ready_path needs a TCP port to send the HTTP check to")
+        refuse(problems)
         return self
 
     @property

@@ -40,7 +40,7 @@ def format_errors(exc: ValidationError, data: Any) -> str:
         msg = re.sub(r"^Value error, ", "", err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not part of the spec; check its spelling)"
-        lines.append(f"{where}: {msg}" if where else msg)
+        lines += [f"{where}: {line}" if where else line for line in msg.splitlines()]
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, Name
+from spec.base import Model, Name, refuse
 from spec.ceph import Ceph
 from spec.checks import problems
 from spec.guests import Disk, Guest
@@ -39,9 +39,7 @@ class Cluster(Model):
 
     @model_validator(mode="after")
     def _cross(self) -> Cluster:
-        found = problems(self)
-        if found:
-            raise ValueError("\n".join(found))
+        refuse(problems(self))
         return self
 
     # Small lookups the components and reports share.

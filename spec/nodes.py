@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spec.base import Model, Name, Watts, dupes
+from spec.base import Model, Name, Watts, dupes, refuse
 
 
 class Nic(Model):
@@ -25,12 +25,14 @@ class Hardware(Model):
 
     @model_validator(mode="after")
     def _watts(self) -> Hardware:
+        problems: list[str] = []
         if self.max_watts < self.idle_watts:
-            raise ValueError(f"max_watts {self.max_watts} is below idle_watts {self.idle_watts}")
+            problems.append(f"max_watts {self.max_watts} is below idle_watts {self.idle_watts}")
         names = [n.name for n in self.nics]
         twice = dupes(names)
         if twice:
-            raise ValueError(f"nics: {', '.join(twice)} listed twice")
+            problems.append(f"nics: {', '.join(twice)} listed twice")
+        refuse(problems)
         return self
 
 
@@ -44,10 +46,12 @@ class Bond(Model):
     @field_validator("members")
     @classmethod
     def _two_members(cls, members: list[str]) -> list[str]:
+        problems: list[str] = []
         if len(members) < 2:
-            raise ValueError(f"a bond needs at least two members to survive a cable or port failure, got {members}")
+            problems.append(f"a bond needs at least two members to survive a cable or port failure, got {members}")
         if len(set(members)) != len(members):
-            raise ValueError(f"members {members} names a NIC twice")
+            problems.append(f"members {members} names a NIC twice")
+        refuse(problems)
         return members
 
 
@@ -87,22 +91,24 @@ class Node(Model):
 
     @model_validator(mode="after")
     def _nics_exist(self) -> Node:
+        problems: list[str] = []
         nics = {n.name for n in self.hardware.nics}
         used: list[tuple[str, str]] = [("bond.members", m) for m in self.bond.members]
         if self.bond.primary is not None and self.bond.primary not in self.bond.members:
-            raise ValueError(f"bond.primary {self.bond.primary} is not one of bond.members {self.bond.members}")
+            problems.append(f"bond.primary {self.bond.primary} is not one of bond.members {self.bond.members}")
         if self.storage_bond is not None:
             used += [("storage_bond.members", m) for m in self.storage_bond.members]
         used += [(f"mesh_links[{i}].nic", link.nic) for i, link in enumerate(self.mesh_links)]
         seen: dict[str, str] = {}
         for where, nic in used:
             if nic not in nics:
-                raise ValueError(f"{where}: NIC {nic} is not in hardware.nics {sorted(nics)}")
+                problems.append(f"{where}: NIC {nic} is not in hardware.nics {sorted(nics)}")
             if nic in seen:
-                raise ValueError(f"{where}: NIC {nic} is already used by {seen[nic]}")
+                problems.append(f"{where}: NIC {nic} is already used by {seen[nic]}")
             seen[nic] = where
         devices = [o.device for o in self.osds]
         twice = dupes(devices)
         if twice:
-            raise ValueError(f"osds: device {', '.join(twice)} is listed twice")
+            problems.append(f"osds: device {', '.join(twice)} is listed twice")
+        refuse(problems)
         return self

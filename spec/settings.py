@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, Name, VlanId
+from spec.base import Model, Name, VlanId, refuse
 
 
 class Power(Model):
@@ -26,8 +26,10 @@ class Lan(Model):
 
     @model_validator(mode="after")
     def _gateway_inside(self) -> Lan:
+        problems: list[str] = []
         if self.gateway not in self.cidr:
-            raise ValueError(f"gateway {self.gateway} is outside the LAN {self.cidr}")
+            problems.append(f"gateway {self.gateway} is outside the LAN {self.cidr}")
+        refuse(problems)
         return self
 
 
@@ -46,11 +48,13 @@ class CephNetworks(Model):
 
     @model_validator(mode="after")
     def _same_or_disjoint(self) -> CephNetworks:
+        problems: list[str] = []
         if self.public != self.cluster and self.public.overlaps(self.cluster):
-            raise ValueError(
+            problems.append(
                 f"public {self.public} and cluster {self.cluster} overlap: "
                 "use one network for both or two disjoint ones"
             )
+        refuse(problems)
         return self
 
 
@@ -77,17 +81,19 @@ class Networks(Model):
 
     @model_validator(mode="after")
     def _disjoint(self) -> Networks:
+        problems: list[str] = []
         if self.storage.mode == "mesh" and self.storage.mtu is not None:
-            raise ValueError("storage.mtu applies to a storage bond; the mesh NICs keep their own MTU")
+            problems.append("storage.mtu applies to a storage bond; the mesh NICs keep their own MTU")
         if self.lan.vlan is not None and self.lan.vlan == self.ceph.public_vlan:
-            raise ValueError(f"ceph.public_vlan {self.ceph.public_vlan} is the LAN's own VLAN; give Ceph its own")
+            problems.append(f"ceph.public_vlan {self.ceph.public_vlan} is the LAN's own VLAN; give Ceph its own")
         for label, net in (("ceph.public", self.ceph.public), ("ceph.cluster", self.ceph.cluster)):
             if net.overlaps(self.lan.cidr):
-                raise ValueError(f"{label} {net} overlaps the LAN {self.lan.cidr}")
+                problems.append(f"{label} {net} overlaps the LAN {self.lan.cidr}")
         if self.corosync_links[0] != "lan":
-            raise ValueError("corosync_links: the cluster forms over the LAN, so `lan` must be link 0")
+            problems.append("corosync_links: the cluster forms over the LAN, so `lan` must be link 0")
         if len(set(self.corosync_links)) != len(self.corosync_links):
-            raise ValueError(f"corosync_links {self.corosync_links} names a link twice")
+            problems.append(f"corosync_links {self.corosync_links} names a link twice")
+        refuse(problems)
         return self
 
 

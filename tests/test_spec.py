@@ -58,6 +58,15 @@ def test_independent_cross_field_errors_are_reported_together() -> None:
     ]
 
 
+def test_one_item_with_several_problems_lists_each_under_its_name() -> None:
+    data = patched(stack_data("home"), {"workloads[4].replicas": 1, "workloads[4].env": {"API_TOKEN": "x"}})
+    with pytest.raises(SpecError) as err:
+        parse_cluster(data)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "workloads[whoami]: replicas 1: an HA workload needs at least 2; set ha: false to accept one"
+    assert lines[1].startswith("workloads[whoami]: env.API_TOKEN looks like a secret")
+
+
 def test_an_item_without_a_name_is_named_by_its_index() -> None:
     data = patched(stack_data("home"), {"nodes[0].hardware.nics[1].speed_gbps": 0})
     with pytest.raises(SpecError, match=r"^nodes\[pve1\]\.hardware\.nics\[enp2s0\]\.speed_gbps: Input should be"):
