@@ -17,7 +17,7 @@ in-process on the resources the offline harness captures (`offline/policy_run.py
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 # The pack ships inside this repo and shares its pure spec and power/failover model (`spec`,
@@ -50,7 +50,7 @@ from policies.plan_checks import (  # noqa: E402
     check_power_budget,
     check_survives_any_node,
 )
-from policies.props import spec_or_reason  # noqa: E402
+from policies.props import Declared, spec_or_reason  # noqa: E402
 from policies.quorum_checks import check_quorum_members  # noqa: E402
 from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
 from policies.tokens import CLUSTER_COMPONENT  # noqa: E402
@@ -60,16 +60,27 @@ PACK_NAME = "homelab-policies"
 PACK_ENFORCEMENT = EnforcementLevel.MANDATORY
 
 
-def _on_plan(check: Callable[[Cluster], list[Finding]]) -> Callable[[StackValidationArgs, ReportViolation], None]:
+StackCheck = Callable[[Cluster, Sequence[Declared]], list[Finding]]
+
+
+def _on_stack(*checks: StackCheck) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    """A stack policy made of `checks`, each given the spec and every resource (their outputs)."""
+
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         cluster = spec_or_reason()
         if not isinstance(cluster, Cluster):
             report_violation(cluster, None)
             return
-        for message, urn in check(cluster):
-            report_violation(message, urn)
+        for check in checks:
+            for message, urn in check(cluster, args.resources):
+                report_violation(message, urn)
 
     return validate
+
+
+def _on_plan(check: Callable[[Cluster], list[Finding]]) -> StackCheck:
+    """A check of the spec's plan alone, as a stack check."""
+    return lambda cluster, _resources: check(cluster)
 
 
 def _on_resource(
@@ -103,35 +114,12 @@ def _protect_stateful(args: ResourceValidationArgs, report_violation: ReportViol
         report_violation(message, None)
 
 
-def _survives_any_node(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    cluster = spec_or_reason()
-    if not isinstance(cluster, Cluster):
-        report_violation(cluster, None)
-        return
-    findings = [
-        *check_quorum_members(cluster, args.resources),
-        *check_survives_any_node(cluster),
-        *check_ha_declared(cluster, args.resources),
-    ]
-    for message, urn in findings:
-        report_violation(message, urn)
-
-
-def _disruption_budgets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    cluster = spec_or_reason()
-    if not isinstance(cluster, Cluster):
-        report_violation(cluster, None)
-        return
-    for message, urn in check_disruption_budgets(cluster, args.resources):
-        report_violation(message, urn)
-
-
 POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="power-budget",
         description="The modelled electrical draw of the nodes (idle plus the expected load of their planned "
         "guests) stays within power.budget_watts.",
-        validate=_on_plan(check_power_budget),
+        validate=_on_stack(_on_plan(check_power_budget)),
     ),
     ResourceValidationPolicy(
         name="guests-as-planned",
@@ -149,7 +137,7 @@ POLICIES: list[Policy] = [
         name="disruption-budgets",
         description="Every HA workload's pods are selected by a PodDisruptionBudget (judged once the k3s "
         "cluster's objects are known).",
-        validate=_disruption_budgets,
+        validate=_on_stack(check_disruption_budgets),
     ),
     ResourceValidationPolicy(
         name="ha-shared-storage",
@@ -166,13 +154,13 @@ POLICIES: list[Policy] = [
         description="Quorum members come in odd numbers of at least 3, every HA guest is declared HA, and "
         "whichever node fails, its HA guests fit on the others, the draw stays within budget, Ceph stays writable "
         "and corosync and etcd keep quorum.",
-        validate=_survives_any_node,
+        validate=_on_stack(check_quorum_members, _on_plan(check_survives_any_node), check_ha_declared),
     ),
     StackValidationPolicy(
         name="maintenance-redundancy",
         description="While a node is drained for maintenance, what the loss of another node would do (advisory: "
         "the owner chose that window).",
-        validate=_on_plan(check_maintenance_redundancy),
+        validate=_on_stack(_on_plan(check_maintenance_redundancy)),
         enforcement_level=EnforcementLevel.ADVISORY,
     ),
     ResourceValidationPolicy(
