@@ -43,21 +43,25 @@ def placement_order(guests: list[Guest]) -> list[Guest]:
     return sorted(guests, key=lambda g: (g.node is None, -g.memory_mib, g.name))
 
 
-# The last plans, by spec: the program, its reports and the policy pack each ask for the plan of
-# the spec they hold, and get the one computed for it.
-_PLANS: dict[int, tuple[Cluster, Placement]] = {}
+# The plan of the spec asked for last: the program, its reports and the policy pack each ask for
+# the plan of the spec they hold, and get the one computed for it. The entry holds the spec
+# itself, so its id cannot be reused while it is cached; a spec is frozen once validated.
+_LAST: list[tuple[Cluster, Placement | PlacementError]] = []
 
 
 def plan_guests(cluster: Cluster) -> Placement:
     """The placement of `cluster`'s guests, or PlacementError naming the guest that does not fit."""
-    cached = _PLANS.get(id(cluster))
-    if cached is not None and cached[0] is cluster:
-        return cached[1]
-    placement = _plan(cluster)
-    if len(_PLANS) >= 16:
-        _PLANS.clear()
-    _PLANS[id(cluster)] = (cluster, placement)
-    return placement
+    if _LAST and _LAST[0][0] is cluster:
+        result = _LAST[0][1]
+    else:
+        try:
+            result = _plan(cluster)
+        except PlacementError as exc:
+            result = exc
+        _LAST[:] = [(cluster, result)]
+    if isinstance(result, PlacementError):
+        raise result
+    return result
 
 
 def _plan(cluster: Cluster) -> Placement:
@@ -70,7 +74,7 @@ def _plan(cluster: Cluster) -> Placement:
     baseline: Mapping[str, str] = {}
     if any(n.maintenance for n in cluster.nodes):
         # Draining moves only what runs on the drained nodes; everything else stays put.
-        baseline = plan_guests(_without_maintenance(cluster)).where
+        baseline = _plan(_without_maintenance(cluster)).where
         for guest in to_place:
             if baseline[guest.name] in rooms:
                 rooms[baseline[guest.name]].add(guest)

@@ -20,10 +20,12 @@ def _members(resources: list[Declared], typ: str, key: str) -> list[str] | None:
     found = [r for r in resources if r.resource_type == typ]
     if not found:
         return None
-    (component,) = found
-    if key not in component.props:
-        raise NotKnownYetError(f"{component.name} has registered no {key} yet")
-    return [str(m) for m in known_items(get(component.props, key), f"{component.name}'s {key}")]
+    members: list[str] = []
+    for component in found:  # one per stack; a second would add its members to the same quorum
+        if key not in component.props:
+            raise NotKnownYetError(f"{component.name} has registered no {key} yet")
+        members += [str(m) for m in known_items(get(component.props, key), f"{component.name}'s {key}")]
+    return members
 
 
 def _odd(count: int, what: str, why: str) -> list[Finding]:

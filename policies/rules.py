@@ -50,7 +50,7 @@ from policies.plan_checks import (  # noqa: E402
     check_power_budget,
     check_survives_any_node,
 )
-from policies.props import Declared, spec_or_reason  # noqa: E402
+from policies.props import Declared, NotKnownYetError, spec_or_reason  # noqa: E402
 from policies.quorum_checks import check_quorum_members  # noqa: E402
 from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
 from policies.tokens import CLUSTER_COMPONENT  # noqa: E402
@@ -71,9 +71,18 @@ def _on_stack(*checks: StackCheck) -> Callable[[StackValidationArgs, ReportViola
         if not isinstance(cluster, Cluster):
             report_violation(cluster, None)
             return
+        # Every check runs: one that cannot judge yet must not hide the others' verdicts.
+        waiting: NotKnownYetError | None = None
         for check in checks:
-            for message, urn in check(cluster, args.resources):
+            try:
+                findings = check(cluster, args.resources)
+            except NotKnownYetError as exc:
+                waiting = waiting or exc
+                continue
+            for message, urn in findings:
                 report_violation(message, urn)
+        if waiting is not None:
+            raise waiting
 
     return validate
 

@@ -98,3 +98,20 @@ def test_placement_does_not_depend_on_the_order_guests_are_listed() -> None:
     cluster = stack_cluster("home")
     reordered = cluster.model_copy(update={"guests": list(reversed(cluster.guests))})
     assert plan_guests(reordered).where == plan_guests(cluster).where
+
+
+def test_a_spec_is_planned_once_and_a_changed_copy_anew() -> None:
+    cluster = stack_cluster("home")
+    first = plan_guests(cluster)
+    assert plan_guests(cluster) is first
+    drained = cluster.model_copy(
+        update={"nodes": [n.model_copy(update={"maintenance": n.name == "pve1"}) for n in cluster.nodes]}
+    )
+    assert plan_guests(drained) is not first and "pve1" not in set(plan_guests(drained).where.values()) - {
+        plan_guests(drained).where[g] for g in plan_guests(drained).parked
+    }
+    # An impossible spec raises each time it is asked, not only the first.
+    crowded = cluster.model_copy(update={"nodes": cluster.nodes[:1]})
+    for _ in range(2):
+        with pytest.raises(PlacementError):
+            plan_guests(crowded)

@@ -273,3 +273,18 @@ def test_ha_resources_without_outputs_are_said_not_judged() -> None:
     found = run_policies(blank, config_for("home"))
     assert [v for v in found if not v.not_known_yet] == []
     assert [v.policy for v in found if v.not_known_yet] == ["survives-any-node"]
+
+
+def test_a_check_that_cannot_judge_yet_does_not_hide_the_others() -> None:
+    # The k3s component's outputs not registered yet, and a spec whose Ceph stops writing after a
+    # node loss: the node-loss verdict still comes, and the pack says what it could not judge.
+    stack = [
+        dataclasses.replace(r, outputs={}) if r.type == tokens.K3S_COMPONENT else r
+        for r in full_stack("home", Shape.UPDATE)
+    ]
+    strict = config_with("home", patched(stack_data("home"), {"ceph.guest_pool.min_size": 3}))
+    found = [v for v in run_policies(stack, strict) if v.policy == "survives-any-node"]
+    assert len([v for v in found if v.mandatory]) == 3
+    assert [v.message for v in found if v.not_known_yet] == [
+        "can't run policy 'survives-any-node' during preview: home-k3s has registered no servers yet"
+    ]
