@@ -215,3 +215,10 @@ def test_every_guest_of_a_large_cluster_is_moved_once() -> None:
     result = simulate(cluster, running)
     assert len(result) == 40 and all(not f.shortfalls for f in result)
     assert sum(len(f.moved) for f in result) == 2000
+
+
+def test_with_every_other_node_drained_an_ha_guest_has_nowhere_to_go() -> None:
+    data = patched(stack_data("lab"), {"nodes[1].maintenance": True, "nodes[2].maintenance": True})
+    cluster = parse_cluster(data)
+    (short,) = failures(cluster, [Running("app", "lab1", 1024, 1, ha=True)])["lab1"].shortfalls
+    assert short.reason == "every other node is down or in maintenance"
