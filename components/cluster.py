@@ -14,6 +14,7 @@ import pulumi
 
 from components import remote
 from components.stack import Access
+from policies import tokens
 from spec.models import Cluster
 
 
@@ -21,7 +22,7 @@ class ProxmoxCluster(pulumi.ComponentResource):
     """Cluster creation and joins (link 0), then the second corosync link and any qdevice."""
 
     def __init__(self, cluster: Cluster, access: Access, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("homelab:cluster:ProxmoxCluster", cluster.name, None, opts)
+        super().__init__(tokens.CLUSTER_COMPONENT, cluster.name, None, opts)
         first, *others = cluster.nodes
         self.created = remote.run(
             f"{first.name}-cluster-create",

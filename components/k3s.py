@@ -26,6 +26,7 @@ import yaml
 
 from components import remote
 from components.stack import Access, waits_for
+from policies import tokens
 from spec.kubernetes import K3s
 from spec.models import Cluster
 
@@ -251,7 +252,7 @@ class K3sCluster(pulumi.ComponentResource):
         placement: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("homelab:k3s:K3sCluster", f"{cluster.name}-k3s", None, opts)
+        super().__init__(tokens.K3S_COMPONENT, f"{cluster.name}-k3s", None, opts)
         spec: K3s | None = cluster.k3s
         if spec is None:
             raise pulumi.RunError("k3s: the spec has no k3s section, so there is no cluster to build")

@@ -21,6 +21,7 @@ import pulumi_proxmoxve as proxmoxve
 from components import remote
 from components.stack import Access
 from plan.capacity import OSD_MEMORY_MIB
+from policies import tokens
 from spec.ceph import Pool
 from spec.models import Cluster
 
@@ -56,7 +57,7 @@ class CephStorage(pulumi.ComponentResource):
     ) -> None:
         after = list(depends_on)
         super().__init__(
-            "homelab:storage:CephStorage",
+            tokens.CEPH_COMPONENT,
             f"{cluster.name}-ceph",
             None,
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)),

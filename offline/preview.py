@@ -25,12 +25,13 @@ from offline.policy_run import Violation, run_policies
 from offline.process import exit_now
 from offline.reports import Reports
 from plan.placement import PlacementError, plan_guests
+from policies import tokens
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster, read_stack_config
 from spec.load import StackFileError
 
 EXIT_BAD_SPEC = 2
 # Cluster-wide resources that the API addresses through one node; "on <node>" would mislead.
-SHARED_ON_FIRST_NODE = {"proxmoxve:ceph/pool:Pool"}
+SHARED_ON_FIRST_NODE = {tokens.CEPH_POOL}
 EXIT_POLICY = 3  # a mandatory policy is violated: `pulumi preview --policy-pack policies` would fail too
 
 

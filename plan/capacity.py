@@ -24,7 +24,17 @@ OSD_MEMORY_MIB = 2048
 EPSILON = 1e-9
 
 
-class Sized(Protocol):
+class Busy(Protocol):
+    """What keeps a node's cores busy: vCPUs, and the share of them the guest is expected to use."""
+
+    @property
+    def cores(self) -> int: ...
+
+    @property
+    def load(self) -> float: ...
+
+
+class Sized(Busy, Protocol):
     """What placement needs of a guest (a spec Guest or a running one)."""
 
     @property
@@ -34,12 +44,6 @@ class Sized(Protocol):
     def memory_mib(self) -> int: ...
 
     @property
-    def cores(self) -> int: ...
-
-    @property
-    def load(self) -> float: ...
-
-    @property
     def anti_affinity(self) -> str | None: ...
 
 
@@ -47,7 +51,7 @@ def usable_memory_mib(node: Node) -> int:
     return node.hardware.memory_gib * 1024 - HOST_RESERVED_MIB - OSD_MEMORY_MIB * len(node.osds)
 
 
-def busy_cores(guest: Sized) -> float:
+def busy_cores(guest: Busy) -> float:
     return guest.cores * guest.load
 
 

@@ -174,7 +174,7 @@ def _per_node(draws: Iterable[NodeDraw]) -> str:
 def running_from_spec(
     cluster: Cluster, placement: Mapping[str, str], stopped: AbstractSet[str] = frozenset()
 ) -> list[Running]:
-    """The spec's guests where `placement` (guest -> node, e.g. `plan.placement.place`) puts them,
+    """The spec's guests where `placement` (guest -> node, e.g. `plan.placement.plan_guests`) puts them,
     less those `stopped` (parked on a drained node: they neither draw power nor fail over)."""
     return [
         Running(g.name, placement[g.name], g.memory_mib, g.cores, g.load, g.ha, g.anti_affinity)

@@ -9,27 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
+from plan.capacity import Busy, busy_cores
 from spec.guests import Guest
 from spec.models import Cluster
 from spec.nodes import Node
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12
-
-
-class Busy(Protocol):
-    """What the model needs of a guest: its vCPUs and the expected busy share of them.
-
-    A spec `Guest` is one; so is a guest as deployed (the failover model and the policy pack
-    take cores from the declared VM, which may differ from the spec).
-    """
-
-    @property
-    def cores(self) -> int: ...
-
-    @property
-    def load(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -70,8 +56,8 @@ class ClusterDraw:
 
 def node_draw(node: Node, guests: Iterable[Busy]) -> NodeDraw:
     hw = node.hardware
-    busy_cores = sum(g.cores * g.load for g in guests)
-    utilisation = min(1.0, busy_cores / hw.cores)
+    busy = sum(busy_cores(g) for g in guests)
+    utilisation = min(1.0, busy / hw.cores)
     watts = hw.idle_watts + (hw.max_watts - hw.idle_watts) * utilisation
     return NodeDraw(node.name, hw.idle_watts, hw.max_watts, utilisation, watts)
 

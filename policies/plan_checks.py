@@ -60,9 +60,10 @@ def check_power_budget(cluster: Cluster) -> list[Finding]:
 
 
 def check_survives_any_node(cluster: Cluster) -> list[Finding]:
-    # Quorum members as declared: `quorum_checks.check_quorum_members`.
-    """Mandatory in normal operation. While a node is drained for maintenance the cluster has,
-    by design, one node less of slack: that window is judged by `maintenance-redundancy`."""
+    """What each node's loss does (the quorum members as declared are counted by `quorum_checks`).
+
+    Mandatory in normal operation. While a node is drained for maintenance the cluster has, by
+    design, one node less of slack: that window is judged by `maintenance-redundancy`."""
     plan = plan_of(cluster)
     if isinstance(plan, str):
         return [(plan, None)]

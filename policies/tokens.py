@@ -20,12 +20,17 @@ VLAN = "proxmoxve:network/linux/vlan:Vlan"
 FABRIC = "proxmoxve:sdn/fabric/openfabric:Openfabric"
 SDN_APPLIER = "proxmoxve:sdn/applier:Applier"
 K8S_SECRET = "kubernetes:core/v1:Secret"
+K8S_SERVICE = "kubernetes:core/v1:Service"
+K8S_NAMESPACE = "kubernetes:core/v1:Namespace"
+K8S_CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
-# The component that forms the Proxmox cluster: corosync's links are checked on it.
+# The program's components that the pack reads. The component that forms the Proxmox cluster:
+# corosync's links are checked on it.
 CLUSTER_COMPONENT = "homelab:cluster:ProxmoxCluster"
 # Components whose registered outputs list the quorum members they declared: `servers` (the
 # etcd members) and `monitors` (the Ceph monitor hosts).

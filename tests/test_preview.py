@@ -10,6 +10,7 @@ import yaml
 
 from offline.harness import ROOT
 from offline.preview import EXIT_BAD_SPEC, main, short_type
+from policies import tokens
 from tests.support import patched, stack_data
 
 
@@ -30,7 +31,7 @@ def test_home_preview_prints_the_plan_and_writes_the_reports(
     assert "Failover (each node lost in turn):" in out and "pve1 down" in out
     doc = json.loads((tmp_path / "home.json").read_text())
     assert {"resources", "violations", "power", "failover"} <= set(doc)
-    assert {"type": "proxmoxve:network/linux/bond:Bond", "name": "pve1-bond0", "parent": "pve1"} in doc["resources"]
+    assert {"type": tokens.BOND, "name": "pve1-bond0", "parent": "pve1"} in doc["resources"]
     assert doc["power"]["within_budget"] is True and len(doc["power"]["nodes"]) == 3
     assert [f["node"] for f in doc["failover"]] == ["pve1", "pve2", "pve3"]
     md = (tmp_path / "home.md").read_text()

@@ -74,10 +74,9 @@ def spec_of(cluster: Cluster) -> K3s:
 
 def owner(run: ProgramRun, w: Workload) -> Resource:
     """The workload's Deployment or StatefulSet."""
-    kind = "StatefulSet" if w.volumes else "Deployment"
     return next(
         r
-        for r in run.of_type(f"kubernetes:apps/v1:{kind}")
+        for r in run.of_type(tokens.STATEFUL_SET if w.volumes else tokens.DEPLOYMENT)
         if r.inputs["metadata"]["name"] == w.name and r.inputs["metadata"]["namespace"] == w.namespace
     )
 
@@ -224,7 +223,7 @@ def test_workloads_with_volumes_are_protected_statefulsets_on_the_default_class(
 def test_exposed_ports_get_a_load_balancer_address_the_others_stay_in_cluster(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)
     for w in cluster.workloads:
-        services = {r.inputs["metadata"]["name"]: r.inputs for r in of_kind(run, "kubernetes:core/v1:Service", w)}
+        services = {r.inputs["metadata"]["name"]: r.inputs for r in of_kind(run, tokens.K8S_SERVICE, w)}
         main = services[w.name]
         exposed = [p for p in w.ports if p.expose]
         internal = [p for p in w.ports if not p.expose]
@@ -248,7 +247,7 @@ def test_exposed_ports_get_a_load_balancer_address_the_others_stay_in_cluster(st
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_namespace_is_declared_once(stack: str) -> None:
     run, cluster = program(stack), stack_cluster(stack)
-    names = [r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Namespace")]
+    names = [r.inputs["metadata"]["name"] for r in run.of_type(tokens.K8S_NAMESPACE)]
     assert len(names) == len(set(names))
     assert {w.namespace for w in cluster.workloads} <= set(names)
 
@@ -267,7 +266,7 @@ def test_ceph_csi_uses_the_restricted_client_and_the_kubernetes_pool(stack: str)
     [secret] = run.of_type(tokens.K8S_SECRET)
     # userID and userKey come from the Ceph layer's outputs: unknown in a preview, and secret.
     assert "stringData" in secret.secret_paths
-    [storage_class] = run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+    [storage_class] = run.of_type(tokens.STORAGE_CLASS)
     sc = storage_class.inputs
     assert sc["metadata"]["name"] == STORAGE_CLASS
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
@@ -283,7 +282,7 @@ def test_ceph_csi_uses_the_restricted_client_and_the_kubernetes_pool(stack: str)
 @pytest.mark.parametrize("stack", STACKS)
 def test_load_balancer_addresses_come_from_the_spec_pool(stack: str) -> None:
     run, spec = program(stack), spec_of(stack_cluster(stack))
-    [config] = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.inputs["metadata"]["name"] == "kubevip"]
+    [config] = [r for r in run.of_type(tokens.K8S_CONFIG_MAP) if r.inputs["metadata"]["name"] == "kubevip"]
     assert config.inputs["metadata"]["namespace"] == "kube-system"
     pool = spec.load_balancer_pool
     assert config.inputs["data"] == {"range-global": f"{pool.start}-{pool.end}"}
@@ -295,9 +294,9 @@ def test_statefulsets_are_governed_by_a_headless_service() -> None:
     run = program("home")
     services = {
         (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs
-        for r in run.of_type("kubernetes:core/v1:Service")
+        for r in run.of_type(tokens.K8S_SERVICE)
     }
-    for sts in run.of_type("kubernetes:apps/v1:StatefulSet"):
+    for sts in run.of_type(tokens.STATEFUL_SET):
         namespace = sts.inputs["metadata"]["namespace"]
         governing = services[(namespace, sts.inputs["spec"]["serviceName"])]
         assert governing["spec"]["clusterIP"] == "None"
