@@ -45,7 +45,11 @@ def addresses(c: Cluster) -> list[str]:
     """Names and IDs are unique, each address has one owner, and none is the gateway or the qdevice's."""
     out = [f"nodes[{d}]: node name {d} is used twice" for d in dupes(n.name for n in c.nodes)]
     out += [f"guests[{d}]: guest name {d} is used twice" for d in dupes(g.name for g in c.guests)]
-    out += [f"guests: vm_id {d} is used twice" for d in dupes(str(g.vm_id) for g in c.guests)]
+    first_with: dict[int, str] = {}
+    for g in c.guests:
+        if g.vm_id in first_with:
+            out.append(f"guests[{g.name}].vm_id {g.vm_id} is already used by guests[{first_with[g.vm_id]}]")
+        first_with.setdefault(g.vm_id, g.name)
     out += [
         f"guests[{g.name}].vm_id {g.vm_id} is reserved for image templates (9000-9099)"
         for g in c.guests
