@@ -6,7 +6,10 @@ per resource with its inputs (`Analyze`), stack policies once on all of them wit
 (`AnalyzeStack`, pulumi/pulumi `pkg/resource/deploy/step_generator.go`), with the stack config
 set so the policies read the spec. Properties go through the same unknown-value proxy, and a
 policy that touches an unknown value is reported as the pack's analyzer reports it: an advisory
-"can't run policy ... during preview" (pulumi-policy `policy.py`).
+"can't run policy ... during preview" (pulumi-policy `policy.py`). One difference remains: the
+engine hands resource policies the inputs after the provider's Check, which may add the
+provider's defaults; here they are the program's own inputs, and the policies read a field left
+out as the provider's documented default (`guest_checks`, `replica_checks`).
 """
 
 from __future__ import annotations
