@@ -15,7 +15,7 @@ from collections.abc import Mapping, Set
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from spec.guests import Guest
+from spec.guests import Guest, apart_rule_id, node_rule_id, prefer_group_id
 from spec.models import Cluster
 
 PREFERRED_PRIORITY = 2
@@ -67,8 +67,10 @@ class HighAvailability(pulumi.ComponentResource):
         preferred = sorted({g.node for g in guests if g.node is not None})
         return {
             node: proxmoxve.Hagroup(
-                f"prefer-{node}",
-                proxmoxve.HagroupArgs(group=f"prefer-{node}", nodes=node_priorities(cluster, node), restricted=False),
+                prefer_group_id(node),
+                proxmoxve.HagroupArgs(
+                    group=prefer_group_id(node), nodes=node_priorities(cluster, node), restricted=False
+                ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for node in preferred
@@ -81,9 +83,9 @@ class HighAvailability(pulumi.ComponentResource):
                 continue
             rules.append(
                 proxmoxve.Harule(
-                    f"{g.name}-prefers-{g.node}",
+                    node_rule_id(g.name, g.node),
                     proxmoxve.HaruleArgs(
-                        rule=f"{g.name}-prefers-{g.node}",
+                        rule=node_rule_id(g.name, g.node),
                         type="node-affinity",
                         resources=[g.ha_id],
                         # One node, non-strict: "prefer this node, else any". A rule with several
@@ -104,9 +106,9 @@ class HighAvailability(pulumi.ComponentResource):
                 continue
             rules.append(
                 proxmoxve.Harule(
-                    f"{group}-apart",
+                    apart_rule_id(group),
                     proxmoxve.HaruleArgs(
-                        rule=f"{group}-apart",
+                        rule=apart_rule_id(group),
                         type="resource-affinity",
                         affinity="negative",
                         resources=[g.ha_id for g in gs],

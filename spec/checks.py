@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from spec.base import TEMPLATE_VM_IDS, dupes
+from spec.guests import HA_ID, apart_rule_id, node_rule_id
 
 if TYPE_CHECKING:
     from spec.kubernetes import K3s
@@ -165,6 +166,10 @@ def guests(c: Cluster) -> list[str]:
                 f"{where}.ceph_address {g.ceph_address} must be on the Ceph public VLAN "
                 f"(networks.ceph.public {ceph_nets.public} with public_vlan set)"
             )
+        if g.ha and g.node is not None and not HA_ID.match(rule := node_rule_id(g.name, g.node)):
+            out.append(f"{where}.name: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
+        if g.ha and g.anti_affinity is not None and not HA_ID.match(rule := apart_rule_id(g.anti_affinity)):
+            out.append(f"{where}.anti_affinity: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
         if g.kind == "vm" and g.image not in c.images:
             out.append(f"{where}.image: unknown image {g.image} (known: {sorted(c.images)})")
         for j, disk in enumerate(g.disks):
@@ -177,6 +182,9 @@ def guests(c: Cluster) -> list[str]:
                     f"use the shared Ceph storage {c.ceph.guest_pool.name}"
                 )
     return out
+
+
+_HA_ID_RULE = "start it with a letter, then letters, digits, '-', '_' or '.'"
 
 
 def k3s(c: Cluster) -> list[str]:

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from spec.base import Fraction, Model, Name, refuse
+
+# HA rule and group ids, as the provider validates them (bpg/terraform-provider-proxmox,
+# fwprovider/cluster/ha/resource_harule.go and resource_hagroup.go): Proxmox refuses others.
+HA_ID = re.compile(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$")
+
+
+def node_rule_id(guest: str, node: str) -> str:
+    """The HA rule that keeps an HA guest on its preferred node (PVE 9)."""
+    return f"{guest}-prefers-{node}"
+
+
+def apart_rule_id(group: str) -> str:
+    """The HA rule that keeps an anti-affinity group's guests on different nodes (PVE 9)."""
+    return f"{group}-apart"
+
+
+def prefer_group_id(node: str) -> str:
+    """The HA group that prefers a node (PVE 8)."""
+    return f"prefer-{node}"
 
 
 class Disk(Model):
