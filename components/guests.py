@@ -18,7 +18,6 @@ from components import remote
 from components.cloudinit import snippet_name, user_data
 from components.network import LAN_BRIDGE
 from components.stack import Access, waits_for
-from spec.base import TEMPLATE_VM_IDS
 from spec.guests import Guest
 from spec.models import Cluster
 from spec.settings import Image
@@ -49,7 +48,7 @@ class GuestTemplates(pulumi.ComponentResource):
         node = cluster.nodes[0].name
         self.node = node
         self.templates = {}
-        self.vm_ids = {key: TEMPLATE_VM_IDS.start + index for index, key in enumerate(used)}
+        self.vm_ids = {key: cluster.images[key].template_vm_id for key in used}
         for key in used:
             image: Image = cluster.images[key]
             download = proxmoxve.download.File(

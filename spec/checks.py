@@ -64,6 +64,12 @@ def addresses(c: Cluster) -> list[str]:
     if qdevice in used:
         out.append(f"quorum_device.address {qdevice} is already used by {used[qdevice][0]}")
     out += [f"networks.lan.dns: {a} is not a usable address" for a in c.networks.lan.dns if a.is_unspecified]
+    first_image: dict[int, str] = {}
+    for key, image in c.images.items():
+        vm_id = image.template_vm_id
+        if vm_id in first_image:
+            out.append(f"images[{key}].template_vm_id {vm_id} is already used by images[{first_image[vm_id]}]")
+        first_image.setdefault(vm_id, key)
     return out
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, Name, VlanId, refuse
+from spec.base import TEMPLATE_VM_IDS, Model, Name, VlanId, refuse
 
 
 class Power(Model):
@@ -113,6 +113,9 @@ class QuorumDevice(Model):
 
 
 class Image(Model):
+    # The VM ID of the template made from it, fixed here: an ID derived from the images' order
+    # would move an existing template when a new image sorts before it.
+    template_vm_id: Annotated[int, Field(ge=TEMPLATE_VM_IDS.start, le=TEMPLATE_VM_IDS.stop - 1)]
     url: Annotated[str, Field(pattern=r"^https://")]
     checksum: Annotated[str, Field(pattern=r"^[0-9a-f]{64,128}$")] | None = None
     checksum_algorithm: Literal["sha256", "sha512"] = "sha512"

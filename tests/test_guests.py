@@ -214,3 +214,19 @@ def test_lxc_template_is_downloaded_on_the_containers_node_first() -> None:
     assert "TEMPLATE=debian-13-standard_13.1-2_amd64.tar.zst" in script and "pveam download" in script
     assert download.inputs["connection"]["host"] == "10.0.10.13"
     assert download.urn in run.named("backup").dependencies
+
+
+def test_a_template_keeps_its_id_when_an_image_is_added_before_it() -> None:
+    # A new image whose key sorts first, used by one more VM: debian-13's template stays 9000.
+    data = stack_data("home")
+    data["images"]["alma-9"] = {
+        "template_vm_id": 9001,
+        "url": "https://example.org/alma-9.qcow2",
+        "file_name": "alma-9.qcow2.img",
+    }
+    data["guests"][3]["image"] = "alma-9"
+    run = program_with("home", data)
+    templates = {r.name: r.inputs["vmId"] for r in run.of_type(tokens.VM) if r.inputs.get("template")}
+    assert templates == {"debian-13-template": 9000, "alma-9-template": 9001}
+    clones = {r.name: r.inputs["clone"]["vmId"] for r in run.of_type(tokens.VM) if not r.inputs.get("template")}
+    assert clones["k3s-agent-1"] == 9001 and clones["k3s-server-1"] == 9000
