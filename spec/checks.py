@@ -114,10 +114,14 @@ def node_networks(c: Cluster) -> list[str]:
 
 
 def quorum(c: Cluster) -> list[str]:
-    """Corosync needs a third vote when there are only two nodes."""
+    """Ceph needs three nodes; a quorum device, where there is one, votes from the LAN."""
     out = []
-    if len(c.nodes) == 2 and c.quorum_device is None:
-        out.append("quorum_device: a two-node cluster needs a quorum device (corosync-qnetd) to keep quorum")
+    if len(c.nodes) < 3:
+        # A quorum device would keep corosync voting with two nodes, but not Ceph: say so first.
+        out.append(
+            f"nodes: Ceph needs at least three nodes (three monitors for a quorum, each object's three copies on "
+            f"different hosts); this cluster has {len(c.nodes)}, and a quorum device does not change that for Ceph"
+        )
     if c.quorum_device is not None and c.quorum_device.address not in c.networks.lan.cidr:
         out.append(f"quorum_device.address {c.quorum_device.address} is outside the LAN {c.networks.lan.cidr}")
     return out
