@@ -214,3 +214,12 @@ def test_init_passes_both_networks(tmp_path: Path) -> None:
     run = run_with_stubs(text, tmp_path, {"pveceph": "true", "ceph-conf": FAIL})
     assert run.returncode == 0, run.stderr
     assert run.called("pveceph", "init", "--network", "192.168.110.0/24", "--cluster-network", "192.168.111.0/24")
+
+
+def test_install_waits_for_another_apt_run_to_let_go_of_the_dpkg_lock(tmp_path: Path) -> None:
+    # The apt-get that pveceph runs reads the extra configuration APT_CONFIG names.
+    stubs = install_stubs(None)
+    stubs["pveceph"] = 'cp "$APT_CONFIG" "$STATE/apt.conf"; ' + stubs["pveceph"]
+    run = run_with_stubs(script(program("home"), "pve1-ceph-install"), tmp_path, stubs)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "state" / "apt.conf").read_text() == 'DPkg::Lock::Timeout "600";\n'

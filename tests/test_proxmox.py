@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from components import remote
 from components.power import tuning_script
 from offline.harness import ProgramRun
 from policies import tokens
@@ -195,3 +196,27 @@ def test_a_cpu_without_frequency_scaling_still_gets_its_unit(tmp_path: Path) -> 
     run, unit = run_tuning(tmp_path, stack_cluster("lab").nodes[0], governors=None)
     assert run.returncode == 0, run.stderr
     assert unit.exists()
+
+
+def test_powertop_is_installed_waiting_for_the_dpkg_lock(tmp_path: Path) -> None:
+    node = stack_cluster("home").nodes[0]
+    unit, offered = tmp_path / "homelab-power.service", tmp_path / "scaling_available_governors"
+    offered.write_text("performance powersave\n")
+    script = tuning_script(node, unit=str(unit), governors_file=str(offered))
+    # No powertop yet: apt-get installs it, each call waiting for a lock another apt run holds.
+    run = run_with_stubs(script, tmp_path, {"systemctl": "exit 0", "apt-get": "exit 0"})
+    apt = [c for c in run.calls if c[0] == "apt-get"]
+    assert [c[1:3] for c in apt] == [["-o", "DPkg::Lock::Timeout=600"]] * 2
+    assert [c[3] for c in apt] == ["update", "install"]
+
+
+def test_the_qdevice_client_is_installed_waiting_for_the_dpkg_lock(tmp_path: Path) -> None:
+    run = run_with_stubs(
+        remote.script("qdevice-package"), tmp_path, {"dpkg-query": "echo not-installed", "apt-get": "exit 0"}
+    )
+    assert run.returncode == 0, run.stderr
+    apt = [c for c in run.calls if c[0] == "apt-get"]
+    assert [c[1:4] for c in apt] == [
+        ["-o", "DPkg::Lock::Timeout=600", "update"],
+        ["-o", "DPkg::Lock::Timeout=600", "install"],
+    ]

@@ -25,6 +25,13 @@ fi
 # pveceph hands the packages to apt-get, which asks for confirmation: answer it without a
 # terminal. `|| true` keeps pipefail from failing on yes's SIGPIPE once pveceph exits.
 export DEBIAN_FRONTEND=noninteractive
+# Another apt run on this node (cloud-init, unattended-upgrades, the power unit's powertop) may
+# hold the dpkg lock: the apt-get that pveceph runs waits for it, up to 10 minutes, rather than
+# fail. APT_CONFIG names a file apt reads after its own configuration.
+apt_config=$(mktemp)
+trap 'rm -f "$apt_config"' EXIT
+echo 'DPkg::Lock::Timeout "600";' >"$apt_config"
+export APT_CONFIG="$apt_config"
 { yes || true; } | pveceph install --repository "$REPOSITORY" --version "$VERSION"
 if ! installed; then
   echo "error: pveceph install finished but ceph $VERSION is not fully installed on $(hostname)" >&2

@@ -3,8 +3,10 @@
 if [ "$POWERTOP" = "yes" ] && ! command -v powertop >/dev/null 2>&1; then
   # A fresh node may have empty package lists; the enterprise repository answers 401 without a
   # subscription, which fails `update` but leaves the Debian lists usable.
-  apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends powertop
+  # Another apt run (cloud-init, unattended-upgrades, a Ceph install) may hold the dpkg lock:
+  # wait for it, up to 10 minutes, rather than fail.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq || true
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends powertop
 fi
 # A CPU without frequency scaling (a nested lab node) has no governor to set; one that has it
 # must offer the spec's governor (intel_pstate offers only powersave and performance).
