@@ -203,9 +203,10 @@ def simulate(
     base = {name: Room.of(nodes[name], guests) for name, guests in on_node.items()}
     base_draw = {name: node_draw(nodes[name], guests) for name, guests in on_node.items()}
     pool_sizes = list(pools) if pools is not None else spec_pools(cluster)
-    osd_hosts = set(cluster.osd_hosts)
+    # A node in maintenance may be rebooting: count its OSDs and its vote as gone for the worst
+    # case, alike for Ceph and for corosync.
+    osd_hosts = {n.name for n in cluster.nodes if n.osds and not n.maintenance}
     votes = len(cluster.nodes) + (1 if cluster.quorum_device is not None else 0)
-    # A node in maintenance may be rebooting: count its vote as gone for the worst case.
     away = sum(n.maintenance for n in cluster.nodes)
     servers = list(cluster.k3s.servers) if cluster.k3s is not None else []
     server_node = {g.name: g.node for g in running if g.name in set(servers)}

@@ -222,3 +222,17 @@ def test_with_every_other_node_drained_an_ha_guest_has_nowhere_to_go() -> None:
     cluster = parse_cluster(data)
     (short,) = failures(cluster, [Running("app", "lab1", 1024, 1, ha=True)])["lab1"].shortfalls
     assert short.reason == "every other node is down or in maintenance"
+
+
+def test_a_node_in_maintenance_holds_no_copies_to_count_on() -> None:
+    # lab3 drained: its OSDs may be rebooting with it. Losing lab1 then leaves copies on lab2
+    # only, below min_size 2, exactly as it leaves one corosync vote of three.
+    cluster = parse_cluster(patched(stack_data("lab"), {"nodes[2].maintenance": True}))
+    result = failures(cluster, [])
+    assert [(p.pool, p.osd_hosts, p.writable) for p in result["lab1"].pools] == [
+        ("vm-disks", 1, False),
+        ("k8s-volumes", 1, False),
+    ]
+    assert not result["lab1"].ceph_writable and "Ceph NOT writable" in result["lab1"].describe()
+    # Losing the drained node itself takes no copy that was counted.
+    assert [p.osd_hosts for p in result["lab3"].pools] == [2, 2] and result["lab3"].ceph_writable
