@@ -105,6 +105,12 @@ def node_networks(c: Cluster) -> list[str]:
             missing = sorted(names - set(peers) - {n.name})
             if missing:
                 out.append(f"{where}.mesh_links: no direct link to {', '.join(missing)} (a full mesh is needed)")
+    if c.networks.storage.mode == "mesh" and c.proxmox.version < 9:
+        # SDN fabrics (OpenFabric, OSPF), which route the mesh, arrived with Proxmox VE 9.0.
+        out.append(
+            "networks.storage.mode mesh needs Proxmox VE 9 (its SDN fabrics route the mesh); on "
+            f"proxmox.version {c.proxmox.version} use mode bond"
+        )
     if split and ceph_nets.public_vlan is None:
         out.append(
             "networks.ceph.public_vlan is required: a separate Ceph public network reaches the nodes and "

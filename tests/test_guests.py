@@ -140,13 +140,14 @@ def test_pve9_rules_keep_servers_apart_and_prefer_nodes() -> None:
 
 
 def test_pve8_uses_groups_not_rules() -> None:
-    data = patched(stack_data("home"), {"proxmox.version": 8})
-    run = program_with("home", data)
+    # The lab (a storage bond: PVE 8 has no SDN fabric for a mesh), with k3s-1 pinned to lab1.
+    data = patched(stack_data("lab"), {"proxmox.version": 8, "guests[0].node": "lab1"})
+    run = program_with("lab", data)
     assert not run.of_type(tokens.HA_RULE)
     groups = {r.inputs["group"]: r.inputs for r in run.of_type(tokens.HA_GROUP)}
-    assert groups["prefer-pve1"]["nodes"] == {"pve1": 2, "pve2": 1, "pve3": 1}
-    agent = next(r for r in run.of_type(tokens.HA_RESOURCE) if r.inputs["resourceId"] == "vm:211")
-    assert agent.inputs["group"] == "prefer-pve1"
+    assert groups["prefer-lab1"]["nodes"] == {"lab1": 2, "lab2": 1, "lab3": 1}
+    server = next(r for r in run.of_type(tokens.HA_RESOURCE) if r.inputs["resourceId"] == "vm:201")
+    assert server.inputs["group"] == "prefer-lab1"
 
 
 def test_draining_a_node_moves_its_guests_and_parks_what_must_stay_apart() -> None:
