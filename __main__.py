@@ -44,7 +44,9 @@ on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.rea
 templates = GuestTemplates(cluster, storage.guest_storage, opts=on_ceph)
 plan = plan_guests(cluster)
 guests = Guests(cluster, access, plan.where, plan.parked, storage.guest_storage, templates, opts=on_ceph)
-HighAvailability(cluster, guests.machines, guests.stopped, opts=pulumi.ResourceOptions(provider=access.proxmox))
+HighAvailability(
+    cluster, guests.machines, plan.where, guests.stopped, opts=pulumi.ResourceOptions(provider=access.proxmox)
+)
 
 # 6. k3s on the VMs (servers on distinct hosts, API behind a VIP), then volumes from Ceph,
 #    LoadBalancer addresses, and the workloads spread across the Proxmox hosts.

@@ -36,13 +36,19 @@ class HighAvailability(pulumi.ComponentResource):
         self,
         cluster: Cluster,
         machines: Mapping[str, pulumi.Resource],
+        placement: Mapping[str, str],
         stopped: Set[str] = frozenset(),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("homelab:ha:HighAvailability", f"{cluster.name}-ha", None, opts)
         ha_guests = [g for g in cluster.guests if g.ha]
+        # A pinned guest prefers the node placement gave it, not the spec's: while its node is
+        # drained that is another one. With failback on (the PVE 9 default), HA would otherwise
+        # move it straight back to the drained node (pve-ha-manager src/PVE/HA/Manager.pm,
+        # select_service_node: the highest-priority online node wins unless failback is off).
+        self.preferred = {g.name: placement.get(g.name, g.node) for g in ha_guests if g.node is not None}
         pve8 = cluster.proxmox.version == 8
-        groups = self._groups(cluster, ha_guests) if pve8 else {}
+        groups = self._groups(cluster) if pve8 else {}
         self.resources = {
             g.name: proxmoxve.Haresource(
                 f"{g.name}-ha",
@@ -53,7 +59,7 @@ class HighAvailability(pulumi.ComponentResource):
                     # One restart on the same node, then move: a dead node never answers a restart.
                     max_restart=1,
                     max_relocate=2,
-                    group=groups[g.node].group if g.node in groups else None,
+                    group=group.group if (group := groups.get(self.preferred.get(g.name, ""))) is not None else None,
                     comment=f"{g.name}, managed by homelab",
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[machines[g.name]]),
@@ -63,8 +69,8 @@ class HighAvailability(pulumi.ComponentResource):
         self.rules: list[proxmoxve.Harule] = [] if pve8 else self._rules(cluster, ha_guests)
         self.register_outputs({"ha_guests": sorted(self.resources)})
 
-    def _groups(self, cluster: Cluster, guests: list[Guest]) -> dict[str, proxmoxve.Hagroup]:
-        preferred = sorted({g.node for g in guests if g.node is not None})
+    def _groups(self, cluster: Cluster) -> dict[str, proxmoxve.Hagroup]:
+        preferred = sorted(set(self.preferred.values()))
         return {
             node: proxmoxve.Hagroup(
                 prefer_group_id(node),
@@ -79,19 +85,20 @@ class HighAvailability(pulumi.ComponentResource):
     def _rules(self, cluster: Cluster, guests: list[Guest]) -> list[proxmoxve.Harule]:
         rules = []
         for g in guests:
-            if g.node is None:
+            node = self.preferred.get(g.name)
+            if node is None:
                 continue
             rules.append(
                 proxmoxve.Harule(
-                    node_rule_id(g.name, g.node),
+                    node_rule_id(g.name, node),
                     proxmoxve.HaruleArgs(
-                        rule=node_rule_id(g.name, g.node),
+                        rule=node_rule_id(g.name, node),
                         type="node-affinity",
                         resources=[g.ha_id],
                         # One node, non-strict: "prefer this node, else any". A rule with several
                         # priorities conflicts with a resource-affinity rule on the same guest in
                         # pve-ha-manager, which would then ignore one of them.
-                        nodes={g.node: 1},
+                        nodes={node: 1},
                         strict=False,
                     ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resources[g.name]]),

@@ -231,3 +231,19 @@ def test_a_template_keeps_its_id_when_an_image_is_added_before_it() -> None:
     assert templates == {"debian-13-template": 9000, "alma-9-template": 9001}
     clones = {r.name: r.inputs["clone"]["vmId"] for r in run.of_type(tokens.VM) if not r.inputs.get("template")}
     assert clones["k3s-agent-1"] == 9001 and clones["k3s-server-1"] == 9000
+
+
+def test_a_drained_node_is_no_guests_preferred_node_while_it_is_drained() -> None:
+    # HA would move a guest back to the node its rule prefers (failback): the rule follows placement.
+    data = patched(stack_data("home"), {"nodes[0].maintenance": True})
+    run = program_with("home", data)
+    vms = {r.name: r.inputs["nodeName"] for r in run.of_type(tokens.VM) if not r.inputs.get("template")}
+    rules = {
+        r.inputs["resources"][0]: r.inputs for r in run.of_type(tokens.HA_RULE) if r.inputs["type"] == "node-affinity"
+    }
+    agent = rules["vm:211"]  # k3s-agent-1, pinned to pve1 in the spec
+    assert vms["k3s-agent-1"] != "pve1"
+    assert agent["nodes"] == {vms["k3s-agent-1"]: 1} and agent["rule"] == f"k3s-agent-1-prefers-{vms['k3s-agent-1']}"
+    # Back from maintenance, it prefers pve1 again.
+    back = [r.inputs for r in program("home").of_type(tokens.HA_RULE) if r.inputs["resources"] == ["vm:211"]]
+    assert [inputs["nodes"] for inputs in back] == [{"pve1": 1}]
