@@ -1,5 +1,5 @@
 """The spec's cross-field checks, grouped by subject: addresses, node networks, quorum, Ceph,
-guests, k3s and workloads.
+guests, their HA, k3s and workloads.
 
 Each group returns every problem it finds, not just the first, as `where: what`, with items
 named by their name (`nodes[pve1].address`, `guests[k3s-agent-1].memory_mib`): an owner fixing a
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
 
 def problems(c: Cluster) -> list[str]:
     """Every cross-field problem of the spec, in the order of the stack file's sections."""
-    groups: list[Callable[[Cluster], list[str]]] = [addresses, node_networks, quorum, ceph, guests, k3s, workloads]
+    groups: list[Callable[[Cluster], list[str]]] = [
+        addresses,
+        node_networks,
+        quorum,
+        ceph,
+        guests,
+        guest_ha,
+        k3s,
+        workloads,
+    ]
     return [problem for group in groups for problem in group(c)]
 
 
@@ -182,10 +191,6 @@ def guests(c: Cluster) -> list[str]:
                 f"{where}.ceph_address {g.ceph_address} must be on the Ceph public VLAN "
                 f"(networks.ceph.public {ceph_nets.public} with public_vlan set)"
             )
-        if g.ha and g.node is not None and not HA_ID.match(rule := node_rule_id(g.name, g.node)):
-            out.append(f"{where}.name: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
-        if g.ha and g.anti_affinity is not None and not HA_ID.match(rule := apart_rule_id(g.anti_affinity)):
-            out.append(f"{where}.anti_affinity: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
         if g.kind == "vm" and g.image not in c.images:
             out.append(f"{where}.image: unknown image {g.image} (known: {sorted(c.images)})")
         for j, disk in enumerate(g.disks):
@@ -201,6 +206,31 @@ def guests(c: Cluster) -> list[str]:
 
 
 _HA_ID_RULE = "start it with a letter, then letters, digits, '-', '_' or '.'"
+
+
+def guest_ha(c: Cluster) -> list[str]:
+    """HA as Proxmox and the provider can keep it: rule ids Proxmox accepts, containers that stay put."""
+    out: list[str] = []
+    for g in c.guests:
+        where = f"guests[{g.name}]"
+        if g.ha and g.node is not None and not HA_ID.match(rule := node_rule_id(g.name, g.node)):
+            out.append(f"{where}.name: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
+        if g.ha and g.anti_affinity is not None and not HA_ID.match(rule := apart_rule_id(g.anti_affinity)):
+            out.append(f"{where}.anti_affinity: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
+        # The provider replaces a container whose node changes (node_name is ForceNew) and reads it
+        # on the node in its state (bpg proxmoxtf/resource/container/container.go): a container
+        # moved by HA drops out of the state, and one moved by placement is recreated, empty.
+        if g.kind == "lxc" and g.ha:
+            out.append(
+                f"{where}.ha: an LXC cannot be HA here: after an HA move the provider no longer finds it, and the "
+                "next `pulumi up` fails; run it as a VM, or set ha: false"
+            )
+        if g.kind == "lxc" and g.node is None:
+            out.append(
+                f"{where}.node: an LXC needs a fixed node: placement may move it, and the provider would replace "
+                "a moved container with an empty one"
+            )
+    return out
 
 
 def k3s(c: Cluster) -> list[str]:
