@@ -9,7 +9,7 @@ from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
 from components.k3s import K3sCluster
-from components.network import NodeNetwork, StorageMesh
+from components.network import NodeNetwork, StorageMesh, StorageReachable
 from components.platform import Platform
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
@@ -32,8 +32,10 @@ storage_network: list[pulumi.Resource] = [NodeNetwork(cluster, n, opts=after_joi
 if cluster.networks.storage.mode == "mesh":
     storage_network.append(StorageMesh(cluster, opts=after_join))
 
-# 3. Corosync link 1 on the storage network: quorum survives the loss of either network.
-link1 = CorosyncStorageLink(cluster, access, members, storage_network)
+# 3. Once every node reaches the others on it, corosync link 1 on the storage network: quorum
+#    survives the loss of either network.
+reachable = StorageReachable(cluster, access, storage_network)
+link1 = CorosyncStorageLink(cluster, access, members, reachable.checks)
 
 # 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
 #    disks (a Proxmox storage) and for Kubernetes volumes.

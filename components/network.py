@@ -9,11 +9,14 @@ around through the third node. The Ceph public network, which guests use, is a V
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve.network import linux
 
-from components.stack import waits_for
+from components import remote
+from components.stack import Access, waits_for
 from spec.models import Cluster
 from spec.nodes import Bond, Node
 
@@ -162,3 +165,35 @@ class StorageMesh(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.nodes, replacement_trigger=" ".join(staged)),
         )
         self.register_outputs({"fabric": net.storage.fabric})
+
+
+class StorageReachable(pulumi.ComponentResource):
+    """Every node reaches every other on its storage address before corosync link 1 and Ceph use
+    the storage network: a check per node that waits (bounded) for the peers to answer."""
+
+    # Two minutes: time for an SDN apply's reloads and a bond's or fabric link's negotiation.
+    TRIES = 60
+    WAIT_SECONDS = 2
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        access: Access,
+        storage_network: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:network:StorageReachable", f"{cluster.name}-storage-reachable", None, opts)
+        self.checks: list[pulumi.Resource] = []
+        for node in cluster.nodes:
+            peers = " ".join(str(n.storage_address) for n in cluster.nodes if n.name != node.name)
+            self.checks.append(
+                remote.run(
+                    f"{node.name}-storage-reachable",
+                    access.connection(str(node.address)),
+                    remote.script("storage-reachable", peers=peers, tries=self.TRIES, wait_seconds=self.WAIT_SECONDS),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*waits_for(opts), *storage_network]),
+                    # Checked again whenever the storage addresses change.
+                    triggers=[peers],
+                )
+            )
+        self.register_outputs({"nodes": [n.name for n in cluster.nodes]})

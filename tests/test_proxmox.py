@@ -105,9 +105,13 @@ def test_corosync_has_two_links_lan_first_then_storage() -> None:
     assert "STORAGE_LINK=10.0.50.12" in scripts["pve2-cluster-join"]
     link1 = scripts["home-corosync-link1"]
     assert "RING1='pve1=10.0.50.11 pve2=10.0.50.12 pve3=10.0.50.13'" in link1
-    # Link 1 waits for the last join (the joins are a chain) and for the storage network.
+    # Link 1 waits for the last join (the joins are a chain) and for every node to reach the
+    # others on the storage network, which waits for that network.
     deps = {d.rsplit("::", 1)[-1] for d in run.named("home-corosync-link1").dependencies}
-    assert {"pve3-cluster-join", "ceph-apply", "pve1-vmbr0"} <= deps
+    assert {"pve3-cluster-join", "pve1-storage-reachable", "pve2-storage-reachable", "pve3-storage-reachable"} <= deps
+    checked = {d.rsplit("::", 1)[-1] for d in run.named("pve2-storage-reachable").dependencies}
+    assert {"ceph-apply", "pve2-vmbr0"} <= checked
+    assert params_of(scripts["pve2-storage-reachable"])["PEERS"] == "10.0.50.11 10.0.50.13"
 
 
 def test_joins_run_one_after_another() -> None:
@@ -220,3 +224,25 @@ def test_the_qdevice_client_is_installed_waiting_for_the_dpkg_lock(tmp_path: Pat
         ["-o", "DPkg::Lock::Timeout=600", "update"],
         ["-o", "DPkg::Lock::Timeout=600", "install"],
     ]
+
+
+def params_of(script: str) -> dict[str, str]:
+    return {m[1]: m[2].strip("'") for m in re.finditer(r"^([A-Z][A-Z0-9_]*)=(.*)$", script, re.MULTILINE)}
+
+
+@pytest.mark.parametrize(("down_for", "returncode"), [(0, 0), (2, 0), (99, 1)])
+def test_the_storage_check_waits_for_its_peers_then_gives_up(tmp_path: Path, down_for: int, returncode: int) -> None:
+    # 10.0.50.13 answers only after `down_for` failed pings (a reload still under way, a dead cable).
+    script = commands(program("home"))["pve1-storage-reachable"]
+    ping = (
+        'if [ "${*: -1}" = 10.0.50.13 ]; then n=$(cat "$STATE/n" 2>/dev/null || echo 0); '
+        f'echo $((n + 1)) > "$STATE/n"; [ "$n" -ge {down_for} ]; fi'
+    )
+    run = run_with_stubs(script, tmp_path, {"ping": ping, "sleep": "exit 0", "hostname": "echo pve1"})
+    assert run.returncode == returncode, run.stderr
+    pings = [c[-1] for c in run.calls if c[0] == "ping"]
+    if returncode == 0:
+        assert pings[-2:] == ["10.0.50.12", "10.0.50.13"] and pings.count("10.0.50.13") == down_for + 1
+    else:
+        assert pings.count("10.0.50.13") == 60  # TRIES, then it stops
+        assert "pve1 does not reach 10.0.50.13 on the storage network after 60 tries" in run.stderr

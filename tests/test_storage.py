@@ -55,9 +55,11 @@ def test_steps_run_in_dependency_order(stack: str) -> None:
 
     assert {r.name for r in ceph_commands(run, "-ceph-install")} == installs
     for install in installs:
-        # After corosync link 1, which itself waits for the storage network; in parallel with the other nodes.
+        # After corosync link 1, which itself waits for every node to reach the others on the
+        # storage network; in parallel with the other nodes.
         assert f"{stack}-corosync-link1" in deps(run, install)
-        assert any(d.endswith(("-bond0", "-bond1", "-vmbr0")) for d in deps(run, f"{stack}-corosync-link1"))
+        reachable = {f"{n.name}-storage-reachable" for n in cluster.nodes}
+        assert reachable <= deps(run, f"{stack}-corosync-link1")
         assert not deps(run, install) & installs
     assert deps(run, init) >= installs
     assert init in deps(run, mons[0])
