@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from plan.capacity import Room, choose, kept_apart, why_not
 from plan.power import ClusterDraw, NodeDraw, node_draw
@@ -90,6 +90,9 @@ class NodeFailure:
     pools: list[PoolAfter]
     corosync: Quorum
     etcd: Quorum | None  # None: no k3s server runs in this cluster
+    # Proxmox VE 8 only: HA guests restarted next to a member of their anti-affinity group, which
+    # its HA groups cannot prevent (guest -> the member it now shares a node with).
+    beside: dict[str, str] = field(default_factory=dict)
 
     @property
     def ceph_writable(self) -> bool:
@@ -154,6 +157,11 @@ class NodeFailure:
             parts.append("stays down by anti-affinity: " + ", ".join(self.down_by_design))
         if self.down_not_ha:
             parts.append("down until it returns (not HA): " + ", ".join(self.down_not_ha))
+        if self.beside:
+            parts.append(
+                "PVE 8 HA cannot keep apart: "
+                + ", ".join(f"{g} next to {other} on {self.moved[g]}" for g, other in self.beside.items())
+            )
         parts.append(f"Ceph {'writable' if self.ceph_writable else 'NOT writable'}")
         parts.append(f"corosync {self.corosync.remaining}/{self.corosync.total} votes")
         if self.etcd is not None:
@@ -211,9 +219,17 @@ def simulate(
     servers = list(cluster.k3s.servers) if cluster.k3s is not None else []
     server_node = {g.name: g.node for g in running if g.name in set(servers)}
 
+    # Anti-affinity holds on restart only where Proxmox enforces it: PVE 9's resource-affinity
+    # rules. PVE 8's HA groups only rank nodes, so HA may restart a guest next to a group member.
+    enforced = cluster.proxmox.version >= 9
     failures = []
     for failed in cluster.nodes:
         rooms = {n.name: base[n.name].copy() for n in cluster.nodes if n.name != failed.name and not n.maintenance}
+        members = {name: {g.name: g.anti_affinity for g in on_node[name]} for name in rooms}
+        beside: dict[str, str] = {}
+        if not enforced:
+            for room in rooms.values():
+                room.groups.clear()
         moved: dict[str, str] = {}
         moved_in: dict[str, list[Running]] = {}
         by_design: list[str] = []
@@ -227,7 +243,13 @@ def simulate(
             if target is None:
                 shortfalls.append(Shortfall(guest.name, guest.memory_mib, guest.cores, why_not(guest, rooms)))
                 continue
+            other = next(
+                (n for n, group in members[target.name].items() if group and group == guest.anti_affinity), None
+            )
+            if other is not None:
+                beside[guest.name] = other
             target.add(guest)
+            members[target.name][guest.name] = guest.anti_affinity
             moved_in.setdefault(target.name, []).append(guest)
             moved[guest.name] = target.name
         draws = [
@@ -248,6 +270,7 @@ def simulate(
                 shortfalls=shortfalls,
                 draw=ClusterDraw(draws, cluster.power.budget_watts, cluster.power.price_per_kwh),
                 pools=[PoolAfter(p.name, _copies_left(p, osd_hosts, failed.name), p.min_size) for p in pool_sizes],
+                beside=beside,
                 corosync=Quorum(votes - 1 - (away if not failed.maintenance else 0), votes),
                 etcd=etcd,
             )

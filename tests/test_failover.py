@@ -236,3 +236,20 @@ def test_a_node_in_maintenance_holds_no_copies_to_count_on() -> None:
     assert not result["lab1"].ceph_writable and "Ceph NOT writable" in result["lab1"].describe()
     # Losing the drained node itself takes no copy that was counted.
     assert [p.osd_hosts for p in result["lab3"].pools] == [2, 2] and result["lab3"].ceph_writable
+
+
+def test_pve8_ha_groups_restart_a_server_next_to_another() -> None:
+    # PVE 9 keeps the k3s servers apart (resource-affinity rules): a lost server stays down.
+    # PVE 8's HA groups only rank nodes: HA restarts it beside another server, and the report says so.
+    for version, kept_apart in ((9, True), (8, False)):
+        cluster = parse_cluster(patched(stack_data("lab"), {"proxmox.version": version}))
+        result = failures(cluster, running_from_spec(cluster, plan_guests(cluster).where))
+        lost = next(f for f in result.values() if any(g.startswith("k3s-") for g in [*f.down_by_design, *f.moved]))
+        server = next(g for g in [*lost.down_by_design, *lost.moved] if g.startswith("k3s-"))
+        if kept_apart:
+            assert server in lost.down_by_design and lost.beside == {}
+        else:
+            assert server in lost.moved and lost.beside[server].startswith("k3s-")
+            assert f"PVE 8 HA cannot keep apart: {server} next to {lost.beside[server]} on {lost.moved[server]}" in (
+                lost.describe()
+            )
