@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
+import pulumi_command as command
 
 from components import remote
 from components.stack import Access
@@ -32,6 +33,24 @@ class ProxmoxCluster(pulumi.ComponentResource):
         )
         previous: pulumi.Resource = self.created
         for node in others:
+            # `pvecm add --use_ssh` logs in to the first node as root by key: the joining node's
+            # key is authorized there first (pve-cluster src/PVE/CLI/pvecm.pm, ssh-copy-id).
+            key = remote.run(
+                f"{node.name}-root-key",
+                access.connection(str(node.address)),
+                remote.script("cluster-root-key"),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            authorized = command.remote.Command(
+                f"{node.name}-root-key-authorized",
+                command.remote.CommandArgs(
+                    connection=access.connection(str(first.address)),
+                    create=remote.script("cluster-authorize", node=node.name),
+                    stdin=key.stdout,
+                    add_previous_output_in_env=False,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.created, key]),
+            )
             # Joins run one at a time: pvecm add takes a cluster-wide lock.
             previous = remote.run(
                 f"{node.name}-cluster-join",
@@ -42,7 +61,7 @@ class ProxmoxCluster(pulumi.ComponentResource):
                     link0=str(node.address),
                     storage_link=str(node.storage_address) if "storage" in cluster.networks.corosync_links else "",
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous, authorized]),
             )
         # Joins form a chain, so its last link stands for all of them: depending on it alone
         # keeps the dependency graph linear in the number of nodes.

@@ -10,6 +10,7 @@ import pytest
 
 from components import remote
 from components.power import tuning_script
+from offline.engine import Shape
 from offline.harness import ProgramRun
 from policies import tokens
 from spec.nodes import Node
@@ -246,3 +247,72 @@ def test_the_storage_check_waits_for_its_peers_then_gives_up(tmp_path: Path, dow
     else:
         assert pings.count("10.0.50.13") == 60  # TRIES, then it stops
         assert "pve1 does not reach 10.0.50.13 on the storage network after 60 tries" in run.stderr
+
+
+# --- root SSH for `pvecm add --use_ssh` -----------------------------------------------------
+
+
+def test_each_join_waits_for_its_root_key_to_be_authorized_on_the_first_node() -> None:
+    run = program("home", Shape.UPDATE)
+    for node in ("pve2", "pve3"):
+        authorized = run.named(f"{node}-root-key-authorized")
+        assert authorized.inputs["connection"]["host"] == "10.0.10.11"  # the first node
+        deps = {d.rsplit("::", 1)[-1] for d in authorized.dependencies}
+        assert {"pve1-cluster-create", f"{node}-root-key"} <= deps
+        # The joining node's public key, as its key command printed it, goes in on stdin.
+        assert authorized.inputs["stdin"] == run.named(f"{node}-root-key").outputs["stdout"]
+        join = {d.rsplit("::", 1)[-1] for d in run.named(f"{node}-cluster-join").dependencies}
+        assert f"{node}-root-key-authorized" in join
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4zb2tZx0a9o0JqWq8t root@pve2"
+
+
+def run_authorize(tmp_path: Path, key: str) -> ScriptRun:
+    text = program("home").named("pve2-root-key-authorized").inputs["create"]
+    text = text.replace(remote.HEADER, remote.HEADER + f"exec 0<<<'{key}'\n", 1)
+    return run_with_stubs(f"AUTHORIZED_KEYS={tmp_path / 'authorized_keys'}\n" + text, tmp_path / "run", {})
+
+
+def test_the_first_node_authorizes_a_joining_key_once(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    first = run_authorize(tmp_path, KEY)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "run").rename(tmp_path / "run1")
+    (tmp_path / "run").mkdir()
+    again = run_authorize(tmp_path, KEY)
+    assert again.returncode == 0 and "already authorized" in again.stdout
+    assert (tmp_path / "authorized_keys").read_text() == KEY + "\n"
+
+
+def test_no_key_on_stdin_authorizes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    run = run_authorize(tmp_path, "")
+    assert run.returncode == 1 and "no public key on stdin from pve2" in run.stderr
+    assert not (tmp_path / "authorized_keys").exists()
+
+
+def test_a_node_without_a_root_key_gets_one(tmp_path: Path) -> None:
+    text = program("home").named("pve2-root-key").inputs["create"]
+    keygen = 'f="${*: -3:1}"; echo private > "$f"; echo "ssh-rsa AAAAB3Nza root@pve2" > "$f.pub"'
+    run = run_with_stubs(f"ROOT_KEY={tmp_path / 'ssh' / 'id_rsa'}\n" + text, tmp_path, {"ssh-keygen": keygen})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ssh-rsa AAAAB3Nza root@pve2"
+    assert [c[0] for c in run.calls] == ["ssh-keygen"]
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_a_join_records_the_first_nodes_host_key_once(tmp_path: Path, known: bool) -> None:
+    text = program("home").named("pve2-cluster-join").inputs["create"]
+    stubs = {
+        "ssh-keygen": "exit 0" if known else "exit 1",
+        "ssh-keyscan": "echo '10.0.10.11 ssh-ed25519 AAAAhost'",
+        "ssh": "exit 1",  # link 1 not configured yet
+        "pvecm": "exit 0",
+    }
+    run = run_with_stubs(f"KNOWN_HOSTS={tmp_path / 'known_hosts'}\n" + text, tmp_path, stubs)
+    assert run.returncode == 0, run.stderr
+    assert run.called("ssh-keyscan", "-T", "10", "10.0.10.11") is not known
+    calls = [c[0] for c in run.calls]
+    assert calls.index("pvecm") > calls.index("ssh-keygen")
+    assert run.called("pvecm", "add", "10.0.10.11", "--use_ssh", "1", "--link0", "address=10.0.10.12")
