@@ -47,8 +47,8 @@ def provider_urn(reference: str | None) -> str:
     return reference.rsplit("::", 1)[0] if reference else ""
 
 
-def _digest(*parts: object) -> str:
-    return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def _computed(args: pulumi_mocks.MockResourceArgs, built: bool) -> dict[str, Any]:

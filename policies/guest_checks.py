@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from policies.plan_checks import Finding, plan_of
-from policies.props import Declared, NotKnownYetError, as_int, as_str, get, items, known
+from policies.props import Declared, NotKnownYetError, as_int, as_str, get, known, known_items
 from policies.tokens import CONTAINER, HA_RESOURCE, VM
 from spec import Cluster, Guest
 
@@ -29,7 +29,6 @@ class GuestDecl:
     kind: str  # "vm" or "lxc"
     name: str
     vm_id: int | None
-    volumes: tuple[tuple[str, str], ...]  # (which disk, storage ID or host path)
 
     def spec_in(self, cluster: Cluster) -> Guest | None:
         """Its spec guest: by VM ID, else by name."""
@@ -47,30 +46,27 @@ def _number(r: Declared, default: int, *path: str) -> int | None:
     return default if value is None else as_int(value)
 
 
-def _vm_volumes(p: Mapping[str, object]) -> list[tuple[str, str]]:
-    volumes: list[tuple[str, str]] = []
-    for i, disk in enumerate(items(get(p, "disks"))):
-        where = as_str(get(disk, "interface")) or f"disks[{i}]"
-        storage = get(disk, "datastoreId")
-        if storage is None or isinstance(storage, str):
-            volumes.append((f"disk {where}", storage or VM_DEFAULT_STORAGE))
-    for key, label in (("efiDisk", "EFI disk"), ("tpmState", "TPM state")):
-        if isinstance(get(p, key), Mapping):
-            storage = get(p, key, "datastoreId")
-            if storage is None or isinstance(storage, str):
-                volumes.append((label, storage or VM_DEFAULT_STORAGE))
-    return volumes
+def _storage(value: object, default: str, what: str) -> str:
+    """A datastore input: the provider's default when left out, NotKnownYetError when unknown."""
+    return as_str(known(value, f"{what}'s datastoreId")) or default
 
 
-def _container_volumes(p: Mapping[str, object]) -> list[tuple[str, str]]:
-    volumes: list[tuple[str, str]] = []
-    root = get(p, "disk", "datastoreId")
-    if root is None or isinstance(root, str):
-        volumes.append(("root disk", root or CT_DEFAULT_STORAGE))
-    for i, mount in enumerate(items(get(p, "mountPoints"))):
-        volume = get(mount, "volume")
+def volumes_of(r: Declared) -> list[tuple[str, str]]:
+    """(which disk, storage ID or host path) of every volume a VM or container declares."""
+    p, volumes = r.props, []
+    if r.resource_type == VM:
+        for i, disk in enumerate(known_items(get(p, "disks"), f"{r.name}'s disks")):
+            where = as_str(get(disk, "interface")) or f"disks[{i}]"
+            volumes.append((f"disk {where}", _storage(get(disk, "datastoreId"), VM_DEFAULT_STORAGE, r.name)))
+        for key, label in (("efiDisk", "EFI disk"), ("tpmState", "TPM state")):
+            if isinstance(get(p, key), Mapping):
+                volumes.append((label, _storage(get(p, key, "datastoreId"), VM_DEFAULT_STORAGE, r.name)))
+        return volumes
+    volumes.append(("root disk", _storage(get(p, "disk", "datastoreId"), CT_DEFAULT_STORAGE, r.name)))
+    for i, mount in enumerate(known_items(get(p, "mountPoints"), f"{r.name}'s mountPoints")):
+        volume = str(known(get(mount, "volume"), f"{r.name}'s mountPoints[{i}].volume"))
         # A bind mount of a host path marked shared is there on every node (the owner says so).
-        if isinstance(volume, str) and not (volume.startswith("/") and get(mount, "shared") is True):
+        if not (volume.startswith("/") and get(mount, "shared") is True):
             path = as_str(get(mount, "path")) or f"mountPoints[{i}]"
             volumes.append((f"mount point {path}", _storage_of(volume)))
     return volumes
@@ -82,9 +78,9 @@ def guest_of(r: Declared) -> GuestDecl | None:
         return None
     p = r.props
     if r.resource_type == VM:
-        return GuestDecl("vm", as_str(get(p, "name")) or r.name, as_int(get(p, "vmId")), tuple(_vm_volumes(p)))
+        return GuestDecl("vm", as_str(get(p, "name")) or r.name, as_int(get(p, "vmId")))
     name = as_str(get(p, "initialization", "hostname")) or r.name
-    return GuestDecl("lxc", name, as_int(get(p, "vmId")), tuple(_container_volumes(p)))
+    return GuestDecl("lxc", name, as_int(get(p, "vmId")))
 
 
 def check_guest_as_planned(r: Declared, cluster: Cluster) -> list[str]:
@@ -135,7 +131,7 @@ def check_ha_shared_storage(r: Declared, cluster: Cluster) -> list[str]:
         f"{spec.name} ({'vm' if guest.kind == 'vm' else 'ct'}:{guest.vm_id}) is HA, but its {where} is on {storage}, "
         f"which only {node} has: when {node} fails, HA cannot start it anywhere else. Put it on the shared Ceph "
         f"storage {cluster.ceph.guest_pool.name}."
-        for where, storage in guest.volumes
+        for where, storage in volumes_of(r)
         if storage not in shared
     ]
 

@@ -203,6 +203,13 @@ def test_ha_vm_disk_on_local_storage(shape: Shape) -> None:
     )
 
 
+def test_an_ha_disk_whose_storage_is_known_only_after_up_is_said_not_passed() -> None:
+    unknown = edit(full_stack("home", Shape.UPDATE), "k3s-server-1", {"disks[0].datastoreId": UNKNOWN})
+    found = run(unknown)
+    assert check(unknown) == [] and not_known(found) == ["ha-shared-storage"]
+    assert "k3s-server-1's datastoreId is only known after `pulumi up`" in found[0].message
+
+
 def test_ha_vm_disk_without_a_storage_gets_the_provider_default() -> None:
     default = edit(full_stack("home"), "k3s-agent-2", delete=["disks[0].datastoreId"])
     assert "its disk scsi0 is on local-lvm" in only(check(default), "ha-shared-storage").message
