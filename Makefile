@@ -17,11 +17,17 @@ $(BIN)/.installed: $(REQUIREMENTS)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	touch $@
 
-# Validators that are not on PyPI: cloud-init's own schema check (Debian package).
+# Validators that are not on PyPI, from Debian: cloud-init's own user-data schema check, and
+# corosync's own config parser (`corosync -t`), run in network namespaces made with iproute2's
+# `ip` and util-linux's `unshare`. Each is installed when its command is missing.
+DEBIAN_TOOLS := cloud-init:cloud-init corosync:corosync ip:iproute2 unshare:util-linux
 tools:
-	@command -v cloud-init >/dev/null 2>&1 || { \
-	  echo "installing cloud-init (for its user-data schema check)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends cloud-init >/dev/null; }
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 ## The offline plan of a stack (STACK=home by default): no Proxmox, no Pulumi CLI, no secrets.
 preview: $(BIN)/.installed

@@ -190,10 +190,16 @@ class StorageReachable(pulumi.ComponentResource):
                 remote.run(
                     f"{node.name}-storage-reachable",
                     access.connection(str(node.address)),
-                    remote.script("storage-reachable", peers=peers, tries=self.TRIES, wait_seconds=self.WAIT_SECONDS),
+                    remote.script(
+                        "storage-reachable",
+                        address=str(node.storage_address),
+                        peers=peers,
+                        tries=self.TRIES,
+                        wait_seconds=self.WAIT_SECONDS,
+                    ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[*waits_for(opts), *storage_network]),
                     # Checked again whenever the storage addresses change.
-                    triggers=[peers],
+                    triggers=[str(node.storage_address), peers],
                 )
             )
         self.register_outputs({"nodes": [n.name for n in cluster.nodes]})

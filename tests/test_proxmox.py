@@ -239,7 +239,9 @@ def test_the_storage_check_waits_for_its_peers_then_gives_up(tmp_path: Path, dow
         'if [ "${*: -1}" = 10.0.50.13 ]; then n=$(cat "$STATE/n" 2>/dev/null || echo 0); '
         f'echo $((n + 1)) > "$STATE/n"; [ "$n" -ge {down_for} ]; fi'
     )
-    run = run_with_stubs(script, tmp_path, {"ping": ping, "sleep": "exit 0", "hostname": "echo pve1"})
+    held = 'case "$*" in "-o address show to 10.0.50.11/32") echo "7: dummy_storage inet 10.0.50.11/32";; esac'
+    stubs = {"ping": ping, "sleep": "exit 0", "hostname": "echo pve1", "ip": held}
+    run = run_with_stubs(script, tmp_path, stubs)
     assert run.returncode == returncode, run.stderr
     pings = [c[-1] for c in run.calls if c[0] == "ping"]
     if returncode == 0:
@@ -316,3 +318,83 @@ def test_a_join_records_the_first_nodes_host_key_once(tmp_path: Path, known: boo
     calls = [c[0] for c in run.calls]
     assert calls.index("pvecm") > calls.index("ssh-keygen")
     assert run.called("pvecm", "add", "10.0.10.11", "--use_ssh", "1", "--link0", "address=10.0.10.12")
+
+
+# --- a node that joins after corosync link 1 exists -------------------------------------------
+
+# `ip` on a joining node: whether its storage address is held, on lo (the join's stand-in) and by
+# the storage network (from the Nth look on: its bond or fabric comes up after the join).
+IP_STUB = """
+lo_line="1: lo    inet $ADDR/32 scope global lo:join"
+net_line="6: bond1    inet $ADDR/24 brd 10.0.50.255 scope global bond1"
+n=$(cat "$STATE/looks" 2>/dev/null || echo 0)
+case "$*" in
+  "address add $ADDR/32 dev lo label lo:join") touch "$STATE/lo" ;;
+  "address del $ADDR/32 dev lo") rm "$STATE/lo" ;;
+  "-o address show dev lo to $ADDR/32") [ ! -e "$STATE/lo" ] || echo "$lo_line" ;;
+  "-o address show to $ADDR/32"*)
+    echo $((n + 1)) > "$STATE/looks"
+    [ ! -e "$STATE/lo" ] || echo "$lo_line"
+    [ "$n" -lt "$HELD_FROM" ] || echo "$net_line" ;;
+esac
+"""
+
+
+def ip_stub(address: str, held_from: int, on_lo: bool = False) -> str:
+    setup = f'ADDR={address}; HELD_FROM={held_from}\n[ ! -e "$STATE/lo-set" ] && touch "$STATE/lo-set" '
+    setup += '&& touch "$STATE/lo"\n' if on_lo else "|| true\n"
+    return setup + IP_STUB
+
+
+@pytest.mark.parametrize("already_local", [False, True])
+def test_a_node_joining_after_link1_holds_its_storage_address_for_the_join(tmp_path: Path, already_local: bool) -> None:
+    text = program("home").named("pve2-cluster-join").inputs["create"]
+    stubs = {
+        "ssh-keygen": "exit 0",
+        "ssh": "exit 0",  # the first node's corosync.conf has ring1_addr
+        "pvecm": "exit 0",
+        "ip": ip_stub("10.0.50.12", held_from=0 if already_local else 99),
+    }
+    run = run_with_stubs(f"KNOWN_HOSTS={tmp_path / 'known_hosts'}\n" + text, tmp_path, stubs)
+    assert run.returncode == 0, run.stderr
+    add = ["ip", "address", "add", "10.0.50.12/32", "dev", "lo", "label", "lo:join"]
+    join = [
+        "pvecm",
+        "add",
+        "10.0.10.11",
+        "--use_ssh",
+        "1",
+        "--link0",
+        "address=10.0.10.12",
+        "--link1",
+        "address=10.0.50.12",
+    ]
+    assert join in run.calls
+    if already_local:
+        assert add not in run.calls
+    else:
+        # pvecm checks every link address is on the node (assert_joinable): it is, before the join.
+        assert run.calls.index(add) < run.calls.index(join)
+
+
+def test_the_storage_check_hands_the_join_address_over_to_the_storage_network(tmp_path: Path) -> None:
+    script = commands(program("home"))["pve2-storage-reachable"]
+    stubs = {"ping": "exit 0", "sleep": "exit 0", "hostname": "echo pve2", "ip": ip_stub("10.0.50.12", 2, on_lo=True)}
+    run = run_with_stubs(script, tmp_path, stubs)
+    assert run.returncode == 0, run.stderr
+    drop = ["ip", "address", "del", "10.0.50.12/32", "dev", "lo"]
+    assert run.calls.count(drop) == 1
+    # No peer is judged before the storage network holds the address, and lo lets it go first.
+    first_ping = run.commands().index("ping")
+    assert run.calls.index(drop) < first_ping
+    assert run.calls.count(["sleep", "2"]) == 2
+    assert "removed the join's stand-in from lo" in run.stdout
+
+
+def test_the_storage_check_fails_when_no_interface_takes_the_address(tmp_path: Path) -> None:
+    script = commands(program("home"))["pve2-storage-reachable"]
+    stubs = {"ping": "exit 0", "sleep": "exit 0", "hostname": "echo pve2", "ip": ip_stub("10.0.50.12", 999, on_lo=True)}
+    run = run_with_stubs(script, tmp_path, stubs)
+    assert run.returncode == 1
+    assert "no interface of pve2 holds its storage address 10.0.50.12 after 60 tries" in run.stderr
+    assert "ping" not in run.commands()
