@@ -1,9 +1,19 @@
-"""Cloud-init user-data for VMs: the login user, its SSH keys, the guest agent, packages.
+"""Cloud-init for VMs: the user-data (login user, SSH keys, guest agent, packages) and the hostname.
 
-Nothing in it is specific to one VM (the hostname comes from the VM's name through the
-meta-data Proxmox generates), so VMs with the same packages share one snippet file. That keeps
-the copies linear in nodes: every node needs every snippet, since Proxmox rebuilds the
-cloud-init drive wherever an HA guest restarts.
+A custom user-data snippet replaces the user-data Proxmox generates, the only place Proxmox
+writes `hostname`; the meta-data it generates holds just `instance-id` (qemu-server
+src/PVE/QemuServer/Cloudinit.pm, cloudinit_userdata and nocloud_metadata). Proxmox also rebuilds
+the cloud-init drive at every start, from the snippets on the node the VM starts on (qemu-server
+src/PVE/QemuServer.pm, vm_start: apply_cloudinit_config). So a snippet must be on every node an HA
+guest may restart on, and one per VM would be VMs x nodes files.
+
+The hostname therefore travels in the VM's own config: its SMBIOS serial number reads
+`ds=nocloud;h=<fqdn>`, which cloud-init's NoCloud datasource takes as `local-hostname`, ahead of
+the drive's meta-data (cloud-init cloudinit/sources/DataSourceNoCloud.py: the DMI serial is
+parsed like the kernel command line and merged first). The cluster replicates the VM's config to
+every node, and the user-data holds nothing specific to one VM, so VMs with the same packages share
+one file and the copies stay linear in nodes. The instance id stays Proxmox's, so existing VMs
+are not taken for new instances.
 """
 
 from __future__ import annotations
@@ -46,3 +56,9 @@ def user_data(cluster: Cluster, packages: list[str]) -> str:
 def snippet_name(content: str) -> str:
     """A stable file name from the content: same content, same file, on every node."""
     return f"homelab-user-data-{hashlib.sha256(content.encode()).hexdigest()[:12]}.yaml"
+
+
+def nocloud_serial(cluster: Cluster, name: str) -> str:
+    """The VM's SMBIOS serial: cloud-init sets the hostname from it at every boot (the short name
+    from its first label, the FQDN in /etc/hosts from the whole)."""
+    return f"ds=nocloud;h={name}.{cluster.domain}"

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_proxmoxve as proxmoxve
 
 from components import remote
-from components.cloudinit import snippet_name, user_data
+from components.cloudinit import nocloud_serial, snippet_name, user_data
 from components.network import LAN_BRIDGE
 from components.stack import Access, waits_for
 from spec.guests import Guest
@@ -271,6 +271,8 @@ class Guests(pulumi.ComponentResource):
                     *self._ceph_nic(guest),
                 ],
                 serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
+                # The hostname, for cloud-init (see components/cloudinit.py).
+                smbios=proxmoxve.VmLegacySmbiosArgs(serial=nocloud_serial(self.cluster, guest.name)),
                 vga=proxmoxve.VmLegacyVgaArgs(type="serial0"),
                 operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
                 initialization=proxmoxve.VmLegacyInitializationArgs(
