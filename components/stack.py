@@ -9,6 +9,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_proxmoxve as proxmoxve
 
+from components.api_access import token_check
 from spec import CLUSTER_KEY, Cluster, SpecError, parse_cluster
 from spec.secrets import NAMESPACE, PROXMOX_API_TOKEN, SSH_PRIVATE_KEY, full_key, plain_text_message
 
@@ -54,15 +55,19 @@ class Access:
     ssh_private_key: pulumi.Output[str]
 
     def connection(self, host: str, user: str | None = None) -> command.remote.ConnectionArgs:
-        return command.remote.ConnectionArgs(
-            host=host, user=user or self.ssh_user, private_key=self.ssh_private_key, dial_error_limit=30
-        )
+        return ssh_connection(host, user or self.ssh_user, self.ssh_private_key)
+
+
+def ssh_connection(host: str, user: str, key: pulumi.Output[str]) -> command.remote.ConnectionArgs:
+    return command.remote.ConnectionArgs(host=host, user=user, private_key=key, dial_error_limit=30)
 
 
 def connect(cluster: Cluster) -> Access:
     config = pulumi.Config("homelab")
     token = secret_config(PROXMOX_API_TOKEN)
     key = secret_config(SSH_PRIVATE_KEY)
+    # Every API call goes through this provider, so it waits for the token's privileges to be checked.
+    checked = token_check(cluster, ssh_connection(str(cluster.nodes[0].address), cluster.proxmox.ssh_user, key), token)
     provider = proxmoxve.Provider(
         "proxmox",
         proxmoxve.ProviderArgs(
@@ -76,5 +81,6 @@ def connect(cluster: Cluster) -> Access:
                 nodes=[proxmoxve.ProviderSshNodeArgs(name=n.name, address=str(n.address)) for n in cluster.nodes],
             ),
         ),
+        opts=pulumi.ResourceOptions(depends_on=[checked]),
     )
     return Access(proxmox=provider, ssh_user=cluster.proxmox.ssh_user, ssh_private_key=key)
