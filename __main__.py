@@ -28,7 +28,7 @@ members = ProxmoxCluster(cluster, access)
 for n in cluster.nodes:
     NodePowerTuning(n, access)
 after_join = pulumi.ResourceOptions(provider=access.proxmox, depends_on=[members.ready])
-storage_network: list[pulumi.Resource] = [NodeNetwork(cluster, n, opts=after_join) for n in cluster.nodes]
+storage_network: list[pulumi.Resource] = [NodeNetwork(cluster, n, access, opts=after_join) for n in cluster.nodes]
 if cluster.networks.storage.mode == "mesh":
     storage_network.append(StorageMesh(cluster, opts=after_join))
 

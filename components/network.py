@@ -23,6 +23,12 @@ from spec.nodes import Bond, Node
 LAN_BOND = "bond0"
 LAN_BRIDGE = "vmbr0"
 STORAGE_BOND = "bond1"
+LAN_BOND_COMMENT = "LAN uplink: survives one cable or port failure"
+LAN_BRIDGE_COMMENT = "management address and guest bridge (VLAN aware)"
+GUEST_VLANS = "2-4094"
+# How long a new LAN configuration has to be confirmed before the node restores the previous one:
+# room for a switch port's spanning-tree wait (30-50 s) and the confirming SSH connection.
+ROLLBACK_SECONDS = 240
 
 
 def bond_args(
@@ -34,7 +40,7 @@ def bond_args(
     return linux.BondArgs(
         node_name=node,
         name=name,
-        slaves=list(bond.members),
+        slaves=sorted(bond.members),  # as Proxmox lists them, so a read-back shows no change
         bond_mode=bond.mode,
         # layer3+4 spreads flows across both links; only meaningful with LACP.
         bond_xmit_hash_policy="layer3+4" if lacp else None,
@@ -47,35 +53,82 @@ def bond_args(
 
 
 class NodeNetwork(pulumi.ComponentResource):
-    """The bonded LAN uplink and guest bridge of one node, plus its storage bond if any."""
+    """The bonded LAN uplink and guest bridge of one node, plus its storage bond if any.
+
+    The installer leaves `vmbr0` with one NIC as its port. `lan-uplink.sh` moves it onto `bond0`
+    commit-confirm style (applied at once, confirmed over a new SSH connection, rolled back by
+    the node itself otherwise), and the provider's Bond and Bridge then adopt what is there: on
+    `pulumi up` they import `node:bond0` and `node:vmbr0`, whose settings match the inputs, so
+    the import changes nothing. A preview does not import (the engine would read the node, and
+    on a fresh one bond0 does not exist yet), so a first preview shows both as created.
+    """
 
     bridge: str
     storage_interfaces: list[str]
 
-    def __init__(self, cluster: Cluster, node: Node, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, node: Node, access: Access, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("homelab:network:NodeNetwork", node.name, None, opts)
         wait = waits_for(opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=wait)
         lan = cluster.networks.lan
+        bond = bond_args(node.name, LAN_BOND, node.bond, LAN_BOND_COMMENT)
+        bridge = linux.BridgeArgs(
+            node_name=node.name,
+            name=LAN_BRIDGE,
+            ports=[LAN_BOND],
+            vlan_aware=True,
+            vids=GUEST_VLANS,
+            address=f"{node.address}/{lan.cidr.prefixlen}",
+            gateway=str(lan.gateway),
+            autostart=True,
+            comment=LAN_BRIDGE_COMMENT,
+        )
+        uplink_script = remote.script(
+            "lan-uplink",
+            node=node.name,
+            slaves=" ".join(sorted(node.bond.members)),
+            bond_mode=node.bond.mode,
+            bond_primary=node.bond.primary if node.bond.mode != "802.3ad" and node.bond.primary else "",
+            hash_policy="layer3+4" if node.bond.mode == "802.3ad" else "",
+            bond_comment=LAN_BOND_COMMENT,
+            cidr=f"{node.address}/{lan.cidr.prefixlen}",
+            gateway=str(lan.gateway),
+            vids=GUEST_VLANS,
+            bridge_comment=LAN_BRIDGE_COMMENT,
+            rollback_seconds=ROLLBACK_SECONDS,
+        )
+        self.uplink = remote.run(f"{node.name}-lan-uplink", access.connection(str(node.address)), uplink_script, child)
+        self.uplink_confirmed = remote.run(
+            f"{node.name}-lan-uplink-confirm",
+            access.connection(str(node.address)),
+            remote.script("lan-uplink-confirm", gateway=str(lan.gateway), tries=60),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.uplink]),
+            # Confirms each new application of the uplink.
+            triggers=[uplink_script],
+        )
+        adopt = not pulumi.runtime.is_dry_run()
+        # protect: deleting either would take the node off the network.
         self.lan_bond = linux.Bond(
             f"{node.name}-{LAN_BOND}",
-            bond_args(node.name, LAN_BOND, node.bond, "LAN uplink: survives one cable or port failure"),
-            opts=child,
+            bond,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.uplink_confirmed],
+                import_=f"{node.name}:{LAN_BOND}" if adopt else None,
+                protect=True,
+            ),
         )
         self.bridge_resource = linux.Bridge(
             f"{node.name}-{LAN_BRIDGE}",
-            linux.BridgeArgs(
-                node_name=node.name,
-                name=LAN_BRIDGE,
-                ports=[LAN_BOND],
-                vlan_aware=True,
-                vids="2-4094",
-                address=f"{node.address}/{lan.cidr.prefixlen}",
-                gateway=str(lan.gateway),
-                autostart=True,
-                comment="management address and guest bridge (VLAN aware)",
+            bridge,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.lan_bond],
+                import_=f"{node.name}:{LAN_BRIDGE}" if adopt else None,
+                protect=True,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*wait, self.lan_bond]),
         )
         self.bridge = LAN_BRIDGE
         ceph = cluster.networks.ceph

@@ -85,6 +85,11 @@ class EngineMocks(pulumi_mocks.Mocks):
         self.unconfigured: set[str] = set()
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.resource_id:
+            # An import (`import_`, passed as the request's importId): the engine reads the
+            # existing resource and keeps the id it was given (pkg/resource/deploy/step.go,
+            # ImportStep). Its state is taken to match the inputs, as the program arranges.
+            return args.resource_id, {**args.inputs, **_computed(args, built=True)}
         if self.shape is Shape.FIRST:
             if provider_urn(args.provider) in self.unconfigured:
                 return "", {}

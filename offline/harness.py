@@ -63,6 +63,7 @@ class Resource:
     additional_secret_outputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    import_id: str = ""  # `import_`: the existing resource the engine adopts
     # What the provider answered (a component: what it registered with `register_outputs`).
     outputs: dict[str, Any] = field(default_factory=dict)
     id: str = ""
@@ -139,6 +140,7 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
             additional_secret_outputs=list(request.additionalSecretOutputs),
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            import_id=request.importId,
             outputs=_plain(json_format.MessageToDict(response.object), "", []) if request.custom else {},
             id=response.id,
         )
@@ -203,19 +205,24 @@ def run_program(
     root: Path = ROOT,
     shape: Shape = Shape.FIRST,
     secret: list[str] | None = None,
+    preview: bool = True,
 ) -> ProgramRun:
     """Run `__main__.py` once as the engine would in a preview of `shape`, in a fresh context so
-    runs never share state. `secret`: the config keys the engine marks secret (default: the spec's)."""
+    runs never share state. `secret`: the config keys the engine marks secret (default: the spec's).
+    `preview=False` runs it as `pulumi up` does after its preview (`pulumi.runtime.is_dry_run()`
+    false), for what the program does only then, such as importing what exists."""
     keys = secrets_of(config) if secret is None else secret
-    return contextvars.Context().run(_run, stack, config, keys, root, EngineMocks(shape))
+    return contextvars.Context().run(_run, stack, config, keys, root, EngineMocks(shape), preview)
 
 
-def _run(stack: str, config: dict[str, str], secret: list[str], root: Path, mocks: EngineMocks) -> ProgramRun:
+def _run(
+    stack: str, config: dict[str, str], secret: list[str], root: Path, mocks: EngineMocks, preview: bool = True
+) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     monitor = CapturingMonitor(mocks)
     pulumi.runtime.set_all_config(config, secret_keys=secret)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:

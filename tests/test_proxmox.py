@@ -123,9 +123,13 @@ def test_joins_run_one_after_another() -> None:
 
 def test_node_networks_wait_for_the_cluster() -> None:
     run = program("home")
-    # The bond itself must wait: a component's depends_on does not hold back its children.
-    for name in ("pve3-bond0", "pve3-vmbr0", "ceph-fabric"):
+    # The uplink move itself must wait: a component's depends_on does not hold back its children.
+    for name in ("pve3-lan-uplink", "ceph-fabric"):
         assert any(d.endswith("pve3-cluster-join") for d in run.named(name).dependencies), name
+    # The provider's bond and bridge come after the move is confirmed.
+    assert run.named("pve3-lan-uplink-confirm").dependencies == [run.named("pve3-lan-uplink").urn]
+    assert run.named("pve3-bond0").dependencies == [run.named("pve3-lan-uplink-confirm").urn]
+    assert run.named("pve3-vmbr0").dependencies == [run.named("pve3-bond0").urn]
 
 
 def test_remote_commands_carry_the_ssh_key_as_a_secret() -> None:
