@@ -28,9 +28,11 @@ members = ProxmoxCluster(cluster, access)
 for n in cluster.nodes:
     NodePowerTuning(n, access)
 after_join = pulumi.ResourceOptions(provider=access.proxmox, depends_on=[members.ready])
-storage_network: list[pulumi.Resource] = [NodeNetwork(cluster, n, access, opts=after_join) for n in cluster.nodes]
+node_networks = [NodeNetwork(cluster, n, access, opts=after_join) for n in cluster.nodes]
+storage_network: list[pulumi.Resource] = list(node_networks)
 if cluster.networks.storage.mode == "mesh":
-    storage_network.append(StorageMesh(cluster, opts=after_join))
+    ports = {nn.node: nn.usb4_ports for nn in node_networks}
+    storage_network.append(StorageMesh(cluster, ports, opts=after_join))
 
 # 3. Once every node reaches the others on it, corosync link 1 on the storage network: quorum
 #    survives the loss of either network.

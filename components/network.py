@@ -29,6 +29,8 @@ GUEST_VLANS = "2-4094"
 # How long a new LAN configuration has to be confirmed before the node restores the previous one:
 # room for a switch port's spanning-tree wait (30-50 s) and the confirming SSH connection.
 ROLLBACK_SECONDS = 240
+# thunderbolt-net's largest MTU: fewer, larger frames for Ceph replication between USB4 ports.
+USB4_MTU = 65520
 
 
 def bond_args(
@@ -64,6 +66,7 @@ class NodeNetwork(pulumi.ComponentResource):
     """
 
     bridge: str
+    node: str
     storage_interfaces: list[str]
 
     def __init__(
@@ -131,6 +134,7 @@ class NodeNetwork(pulumi.ComponentResource):
             ),
         )
         self.bridge = LAN_BRIDGE
+        self.node = node.name
         ceph = cluster.networks.ceph
         self.public_vlan: linux.Vlan | None = None
         if ceph.public_vlan is not None and node.public_address is not None:
@@ -148,6 +152,18 @@ class NodeNetwork(pulumi.ComponentResource):
                     comment="Ceph public network: monitors and clients",
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*wait, self.bridge_resource]),
+            )
+        # USB4 mesh ports: named by PCI path, kept up across a peer's reboot (usb4-ports.sh).
+        self.usb4_ports: pulumi.Resource | None = None
+        usb4 = [link for link in node.mesh_links if link.pci_path]
+        if usb4:
+            self.usb4_ports = remote.run(
+                f"{node.name}-usb4-ports",
+                access.connection(str(node.address)),
+                remote.script(
+                    "usb4-ports", ports=" ".join(f"{link.nic}={link.pci_path}" for link in usb4), mtu=USB4_MTU
+                ),
+                child,
             )
         self.storage_interfaces = [STORAGE_BOND] if node.storage_bond else [link.nic for link in node.mesh_links]
         self.storage_bond: linux.Bond | None = None
@@ -180,7 +196,14 @@ class StorageMesh(pulumi.ComponentResource):
     router address in the fabric.
     """
 
-    def __init__(self, cluster: Cluster, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        ports: dict[str, pulumi.Resource | None],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """`ports`: per node, what names its mesh ports (USB4 ones), which its place in the
+        fabric waits for."""
         super().__init__("homelab:network:StorageMesh", cluster.networks.storage.fabric, None, opts)
         net = cluster.networks
         wait = waits_for(opts)
@@ -203,7 +226,9 @@ class StorageMesh(pulumi.ComponentResource):
                     ip=str(node.storage_address),
                     interface_names=[link.nic for link in node.mesh_links],
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.fabric]),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.fabric, *filter(None, [ports.get(node.name)])]
+                ),
             )
             for node in cluster.nodes
         ]

@@ -56,10 +56,17 @@ class Bond(Model):
 
 
 class MeshLink(Model):
-    """A direct cable from this node to a peer, for the storage mesh."""
+    """A direct cable from this node to a peer, for the storage mesh.
+
+    `pci_path` marks a USB4/Thunderbolt port: its network interface only exists while a peer is
+    plugged in and up, under a kernel name that depends on the order ports came up. The program
+    names it `nic` by the port's PCI path (udev's ID_PATH, as `udevadm info /sys/class/net/<if>`
+    shows it), loads the drivers, sets its MTU and brings it up again whenever it comes back.
+    """
 
     peer: Name
     nic: str
+    pci_path: Annotated[str, Field(pattern=r"^pci-[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")] | None = None
 
 
 class Osd(Model):
@@ -106,6 +113,9 @@ class Node(Model):
             if nic in seen:
                 problems.append(f"{where}: NIC {nic} is already used by {seen[nic]}")
             seen[nic] = where
+        paths = dupes([link.pci_path for link in self.mesh_links if link.pci_path])
+        if paths:
+            problems.append(f"mesh_links: pci_path {', '.join(paths)} names one port for two links")
         devices = [o.device for o in self.osds]
         twice = dupes(devices)
         if twice:
