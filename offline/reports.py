@@ -1,4 +1,4 @@
-"""What an owner wants to see of a plan: power, what each node's loss does, and the topology.
+"""What an owner wants to see of a plan: power, what each node's loss does, the data path, and the topology.
 
 Rendered twice from the same figures: plain text for the terminal, Markdown (with a Mermaid
 diagram GitHub draws) for the pull request.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plan.datapath import DataPath, TrafficClass, datapath, gb
 from plan.failover import NodeFailure, running_from_spec, simulate
 from plan.placement import plan_guests
 from plan.power import ClusterDraw, cluster_draw
@@ -21,6 +22,7 @@ class Reports:
     placement: dict[str, str]
     draw: ClusterDraw
     failures: list[NodeFailure]
+    datapath: DataPath
 
     @classmethod
     def of(cls, cluster: Cluster) -> Reports:
@@ -28,7 +30,7 @@ class Reports:
         placement, stopped = dict(plan.where), set(plan.parked)
         failures = simulate(cluster, running_from_spec(cluster, placement, stopped))
         running = {g: n for g, n in placement.items() if g not in stopped}
-        return cls(cluster, placement, cluster_draw(cluster, running), failures)
+        return cls(cluster, placement, cluster_draw(cluster, running), failures, datapath(cluster))
 
     # --- power ------------------------------------------------------------------------
 
@@ -122,6 +124,76 @@ class Reports:
         problems = [p for f in self.failures for p in f.problems()]
         return [*lines, "", *(f"- ❌ {p}" for p in problems)] if problems else lines
 
+    # --- data path --------------------------------------------------------------------
+
+    def datapath_json(self) -> dict[str, Any]:
+        d = self.datapath
+        return {
+            "nodes": {
+                node: [
+                    {"link": link.name, "gbps": link.gbps, "aggregate_gbps": link.aggregate_gbps, "how": link.how}
+                    for link in links
+                ]
+                for node, links in d.links.items()
+            },
+            "classes": [
+                {
+                    "name": c.name,
+                    "carrier": c.carrier,
+                    "network": c.network,
+                    "gbps": c.slowest.gbps,
+                    "slowest": c.slowest.where(),
+                    "latency_only": c.latency_only,
+                    "write_gbps": None if c.writes is None else round(c.writes.gbps, 2),
+                    "write_limit": None if c.writes is None else c.writes.by.where(),
+                    "notes": list(c.notes),
+                }
+                for c in d.classes
+            ],
+            "shared": {carrier: list(names) for carrier, names in d.shared.items()},
+            "public_on_lan": d.public_on_lan,
+            "bottleneck": d.bottleneck,
+            "advice": d.advice,
+        }
+
+    def _node_links(self) -> list[tuple[str, str]]:
+        return [
+            (node, "; ".join(f"{link.name} {gb(link.gbps)}" + (f" ({link.how})" if link.how else "") for link in links))
+            for node, links in self.datapath.links.items()
+        ]
+
+    def _notes(self, c: TrafficClass) -> list[str]:
+        if c.writes is not None or c.latency_only:
+            return list(c.notes)
+        return [f"slowest: {c.slowest.where()}", *c.notes]
+
+    def datapath_text(self) -> list[str]:
+        d = self.datapath
+        lines = ["Data path (what one flow gets; a bond puts a flow on one member):"]
+        lines += [f"  {node}: {links}" for node, links in self._node_links()]
+        for c in d.classes:
+            figure = "latency" if c.latency_only else gb(c.slowest.gbps)
+            lines.append(f"  {c.name:<18} {figure:>9}  {c.network}")
+            lines += [f"  {'':<18} {'':>9}  - {note}" for note in self._notes(c)]
+        lines += [f"  {carrier} carries: {', '.join(names)}" for carrier, names in d.shared.items()]
+        lines.append(f"  Bottleneck: {d.bottleneck}")
+        if d.advice is not None:
+            lines.append(f"  Advice: {d.advice}")
+        return lines
+
+    def datapath_markdown(self) -> list[str]:
+        d = self.datapath
+        lines = ["### Data path", "", "| class | carried by | one flow | notes |", "|---|---|---:|---|"]
+        for c in d.classes:
+            figure = "latency" if c.latency_only else gb(c.slowest.gbps)
+            lines.append(f"| {c.name} | {c.network} | {figure} | {'; '.join(self._notes(c))} |")
+        lines += ["", "| node | links |", "|---|---|"]
+        lines += [f"| {node} | {links} |" for node, links in self._node_links()]
+        lines.append("")
+        lines += [f"- `{carrier}` carries {', '.join(names)}" for carrier, names in d.shared.items()]
+        lines += ["", f"**Bottleneck:** {d.bottleneck}"]
+        return [*lines, "", f"**Advice:** {d.advice}"] if d.advice is not None else lines
+
     # --- topology ---------------------------------------------------------------------
 
     def topology_mermaid(self) -> list[str]:
@@ -178,6 +250,8 @@ class Reports:
             *self.power_markdown(),
             "",
             *self.failover_markdown(),
+            "",
+            *self.datapath_markdown(),
             "",
             "### Topology",
             "",
