@@ -28,7 +28,9 @@ members = ProxmoxCluster(cluster, access)
 for n in cluster.nodes:
     NodePowerTuning(n, access)
 after_join = pulumi.ResourceOptions(provider=access.proxmox, depends_on=[members.ready])
-node_networks = [NodeNetwork(cluster, n, access, opts=after_join) for n in cluster.nodes]
+node_networks: list[NodeNetwork] = []
+for n in cluster.nodes:  # one node's LAN uplink changes at a time
+    node_networks.append(NodeNetwork(cluster, n, access, node_networks[-1] if node_networks else None, after_join))
 storage_network: list[pulumi.Resource] = list(node_networks)
 if cluster.networks.storage.mode == "mesh":
     ports = {nn.node: nn.usb4_ports for nn in node_networks}

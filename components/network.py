@@ -70,8 +70,15 @@ class NodeNetwork(pulumi.ComponentResource):
     storage_interfaces: list[str]
 
     def __init__(
-        self, cluster: Cluster, node: Node, access: Access, opts: pulumi.ResourceOptions | None = None
+        self,
+        cluster: Cluster,
+        node: Node,
+        access: Access,
+        after: NodeNetwork | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`after`: the node whose LAN uplink changes first. One node at a time: a change that
+        cuts nodes off cuts off one, and the others keep corosync's quorum."""
         super().__init__("homelab:network:NodeNetwork", node.name, None, opts)
         wait = waits_for(opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=wait)
@@ -102,7 +109,12 @@ class NodeNetwork(pulumi.ComponentResource):
             bridge_comment=LAN_BRIDGE_COMMENT,
             rollback_seconds=ROLLBACK_SECONDS,
         )
-        self.uplink = remote.run(f"{node.name}-lan-uplink", access.connection(str(node.address)), uplink_script, child)
+        self.uplink = remote.run(
+            f"{node.name}-lan-uplink",
+            access.connection(str(node.address)),
+            uplink_script,
+            pulumi.ResourceOptions(parent=self, depends_on=[*wait, *([after.uplink_confirmed] if after else [])]),
+        )
         self.uplink_confirmed = remote.run(
             f"{node.name}-lan-uplink-confirm",
             access.connection(str(node.address)),

@@ -85,3 +85,25 @@ def run_with_stubs(script: str, workdir: Path, stubs: dict[str, str]) -> ScriptR
     out = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env, timeout=30, check=False)
     calls = [line.split("\t") for line in log.read_text().splitlines()]
     return ScriptRun(out.returncode, out.stdout, out.stderr, calls)
+
+
+def systemd_verify(unit: Path, workdir: Path, executables: list[str], instance: str | None = None) -> str:
+    """`systemd-analyze verify` of UNIT (as INSTANCE, for a template) as a node would load it: in
+    a root holding systemd's own units and stand-ins for the EXECUTABLES its commands run.
+    Returns "<exit code>:<what it printed>"; a clean unit prints nothing."""
+    root = workdir / "systemd-root"
+    shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True)
+    for executable in executables:
+        path = root / executable.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    shutil.copy(unit, root / "etc/systemd/system" / unit.name)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={root}", instance or unit.name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"{out.returncode}:{out.stdout}{out.stderr}"

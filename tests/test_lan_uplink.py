@@ -8,6 +8,7 @@ its import finds nothing to change.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from components.network import ROLLBACK_SECONDS
 from offline.engine import Shape
 from offline.harness import config_for, run_program
 from policies import tokens
-from tests.shell import ScriptRun, run_with_stubs
+from tests.shell import ScriptRun, run_with_stubs, systemd_verify
 from tests.support import program, stack_cluster
 
 STAGED = "auto bond0\niface bond0 inet manual\n...\nauto vmbr0\niface vmbr0 inet static\n\tbridge-ports bond0\n"
@@ -37,7 +38,11 @@ def run_uplink(tmp_path: Path, current: str, bond_exists: bool = False, ifup: st
     (etc / "interfaces").write_text(current)
     script = program("home").named("pve1-lan-uplink").inputs["create"]
     assert isinstance(script, str)
-    env = f"INTERFACES={etc / 'interfaces'}\nSTATE_DIR={tmp_path / 'state-dir'}\nexport INTERFACES\n"
+    (tmp_path / "units").mkdir()
+    env = (
+        f"INTERFACES={etc / 'interfaces'}\nSTATE_DIR={tmp_path / 'state-dir'}\nSYSTEMD_UNITS={tmp_path / 'units'}\n"
+        "export INTERFACES\n"
+    )
     stubs = {"pvesh": pvesh_stub(bond_exists), "ifup": ifup, "systemd-run": "exit 0", "systemctl": "exit 0"}
     return run_with_stubs(env + script, tmp_path / "run", stubs)
 
@@ -179,4 +184,32 @@ def test_a_rollback_that_came_first_is_reported(tmp_path: Path) -> None:
 def test_nothing_to_confirm_when_nothing_was_applied(tmp_path: Path) -> None:
     run = confirm(tmp_path, in_bridge=True, unconfirmed=False)
     assert run.returncode == 0 and "no LAN change waiting for confirmation" in run.stdout
-    assert run.commands() == ["hostname"]
+    assert set(run.commands()) == {"hostname"}
+
+
+def test_an_unconfirmed_change_is_undone_at_boot_too(run_dir: Path) -> None:
+    # A reboot (power cut, fencing) before the confirmation boots the previous configuration.
+    run = run_uplink(run_dir, INSTALLER)
+    assert run.returncode == 0, run.stderr
+    unit = run_dir / "units" / "homelab-lan-rollback-at-boot.service"
+    text = unit.read_text()
+    state = run_dir / "state-dir"
+    assert f"ConditionPathExists={state}/lan-uplink.unconfirmed" in text
+    assert f"ExecStart=/bin/cp -a {state}/interfaces.before-lan-uplink {run_dir / 'etc' / 'interfaces'}" in text
+    assert "Before=networking.service" in text
+    enabled = run.calls.index(["systemctl", "enable", "homelab-lan-rollback-at-boot.service"])
+    assert enabled < run.calls.index(next(c for c in run.calls if c[:2] == ["systemd-run", "--unit=homelab-lan-apply"]))
+    assert systemd_verify(unit, run_dir, ["/bin/cp", "/bin/touch"]) == "0:"
+
+
+def test_a_rollback_at_boot_is_reported_even_with_no_change_waiting(tmp_path: Path) -> None:
+    run = confirm(tmp_path, in_bridge=False, rolled_back=True, unconfirmed=False)
+    assert run.returncode == 1 and "went back to its previous LAN configuration" in run.stderr
+
+
+def test_one_nodes_uplink_changes_at_a_time() -> None:
+    run = program("home")
+    nodes = [n.name for n in stack_cluster("home").nodes]
+    for before, node in pairwise(nodes):
+        assert run.named(f"{before}-lan-uplink-confirm").urn in run.named(f"{node}-lan-uplink").dependencies
+    assert not any("lan-uplink" in d for d in run.named(f"{nodes[0]}-lan-uplink").dependencies)

@@ -5,14 +5,13 @@ sit where udev looks for them; `systemd-analyze verify` checks the unit."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from components.network import USB4_MTU
-from tests.shell import run_with_stubs
+from tests.shell import run_with_stubs, systemd_verify
 from tests.support import program
 
 FILES_AT = {"link": "systemd/network", "rules": "udev/rules.d"}
@@ -59,22 +58,7 @@ def rules_problems(folder: Path) -> list[str]:
 
 
 def unit_problems(unit: Path, tmp_path: Path) -> str:
-    """`systemd-analyze verify` of an instance of UNIT in a root with systemd's units and ifup."""
-    root = tmp_path / "root"
-    shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True)
-    (root / "usr/sbin").mkdir(parents=True)
-    (root / "usr/sbin/ifup").write_text("#!/bin/sh\n")
-    (root / "usr/sbin/ifup").chmod(0o755)
-    (root / "etc/systemd/system").mkdir(parents=True)
-    shutil.copy(unit, root / "etc/systemd/system" / unit.name)
-    instance = unit.name.replace("@.", "@en05.")
-    out = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", f"--root={root}", instance],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return f"{out.returncode}:{out.stdout}{out.stderr}"
+    return systemd_verify(unit, tmp_path, ["/usr/sbin/ifup"], instance=unit.name.replace("@.", "@en05."))
 
 
 def test_each_port_is_named_by_its_pci_path_with_the_usb4_mtu(tmp_path: Path) -> None:

@@ -3,6 +3,16 @@
 # gateway answers, the rollback is called off; otherwise it goes ahead and this fails.
 state=${STATE_DIR:-/var/lib/homelab}
 net=${SYSFS_NET:-/sys/class/net}  # overridable for tests
+# What to do after a rollback: the change is applied again only when its command runs again.
+again="fix the cause (cables, the switch's LAG or port settings), then run \`pulumi up --replace\`"
+again+=" with the URN of $(hostname)-lan-uplink (\`pulumi stack --show-urns\`)"
+rolled_back() {
+  rm -f "$state/lan-uplink.unconfirmed"
+  echo "error: $(hostname) went back to its previous LAN configuration before this confirmation" \
+    "reached it. Then $again" >&2
+  exit 1
+}
+[ ! -e "$state/lan-uplink.rolled-back" ] || rolled_back
 if [ ! -e "$state/lan-uplink.unconfirmed" ]; then
   echo "$(hostname): no LAN change waiting for confirmation"
   exit 0
@@ -24,21 +34,12 @@ for _ in $(seq 1 "$TRIES"); do
   sleep 1
 done
 [ -n "$reached" ] || problems+=("the gateway $GATEWAY does not answer")
-# What to do after a rollback: the change is applied again only when its command runs again.
-again="fix the cause (cables, the switch's LAG or port settings), then run \`pulumi up --replace\`"
-again+=" with the URN of $(hostname)-lan-uplink (\`pulumi stack --show-urns\`)"
 if [ "${#problems[@]}" -gt 0 ]; then
-  rm -f "$state/lan-uplink.unconfirmed"
   echo "error: $(hostname)'s new LAN configuration does not hold: ${problems[*]}; the previous" \
     "one comes back by itself (homelab-lan-rollback.timer). Then $again" >&2
   exit 1
 fi
 systemctl stop homelab-lan-rollback.timer >/dev/null 2>&1 || true
-if [ -e "$state/lan-uplink.rolled-back" ]; then
-  rm -f "$state/lan-uplink.unconfirmed"
-  echo "error: $(hostname) went back to its previous LAN configuration before this confirmation" \
-    "reached it. Then $again" >&2
-  exit 1
-fi
+[ ! -e "$state/lan-uplink.rolled-back" ] || rolled_back
 rm -f "$state/lan-uplink.unconfirmed"
 echo "$(hostname): vmbr0 on bond0 confirmed, rollback called off"

@@ -44,6 +44,30 @@ if ! check=$(ifup -a -s -i "$staged" 2>&1); then
   exit 1
 fi
 cp -a "$iface" "$state/interfaces.before-lan-uplink"
+# A reboot before the confirmation (a power cut, HA fencing the node) must not boot into an
+# unconfirmed configuration either: this unit restores the previous one early at boot while the
+# change is still unconfirmed.
+units=${SYSTEMD_UNITS:-/etc/systemd/system}
+cat >"$units/homelab-lan-rollback-at-boot.service" <<UNIT
+# Written by homelab (lan-uplink.sh): restore the LAN configuration if a change was never confirmed.
+[Unit]
+Description=Restore the LAN configuration homelab applied but never confirmed
+DefaultDependencies=no
+After=local-fs.target
+Before=networking.service network-pre.target
+Wants=network-pre.target
+ConditionPathExists=$state/lan-uplink.unconfirmed
+
+[Service]
+Type=oneshot
+ExecStart=/bin/cp -a $state/interfaces.before-lan-uplink $iface
+ExecStart=/bin/touch $state/lan-uplink.rolled-back
+
+[Install]
+WantedBy=network-pre.target
+UNIT
+systemctl daemon-reload
+systemctl enable homelab-lan-rollback-at-boot.service >/dev/null 2>&1
 systemctl reset-failed homelab-lan-rollback.timer homelab-lan-rollback.service homelab-lan-apply.service \
   >/dev/null 2>&1 || true
 # The rollback is armed before anything changes, and both run detached: a dropped SSH session
