@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
+import pulumi_command as command
 import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve.network import linux
 
@@ -68,6 +69,7 @@ class NodeNetwork(pulumi.ComponentResource):
     bridge: str
     node: str
     storage_interfaces: list[str]
+    uplink_confirmed: command.remote.Command
 
     def __init__(
         self,
