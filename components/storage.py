@@ -129,6 +129,8 @@ class CephStorage(pulumi.ComponentResource):
                 self.osds.append(created)
                 previous = [created]
 
+        pg_nums = cluster.placement_groups()
+
         def pool(spec: Pool, add_storages: bool) -> proxmoxve.ceph.Pool:
             return proxmoxve.ceph.Pool(
                 f"ceph-pool-{spec.name}",
@@ -138,6 +140,9 @@ class CephStorage(pulumi.ComponentResource):
                     size=spec.size,
                     min_size=spec.min_size,
                     application="rbd",
+                    # Set at creation to fit the OSDs (spec.ceph.placement_groups); the autoscaler
+                    # owns it afterwards, so a later difference is not undone (ignore_changes).
+                    pg_num=pg_nums[spec.name],
                     pg_autoscale_mode="on",
                     add_storages=add_storages,
                 ),
@@ -149,6 +154,7 @@ class CephStorage(pulumi.ComponentResource):
                     depends_on=self.osds,
                     protect=True,
                     retain_on_delete=True,
+                    ignore_changes=["pgNum"],
                 ),
             )
 

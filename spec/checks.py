@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from spec.base import TEMPLATE_VM_IDS, dupes
+from spec.ceph import pg_budget_problem
 from spec.guests import HA_ID, apart_rule_id, node_rule_id
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ def ceph(c: Cluster) -> list[str]:
         for label, pool in (("ceph.guest_pool", c.ceph.guest_pool), ("ceph.kubernetes_pool", c.ceph.kubernetes_pool))
         if pool.size > osd_hosts
     ]
-    return out
+    budget = pg_budget_problem([c.ceph.guest_pool, c.ceph.kubernetes_pool], sum(len(n.osds) for n in c.nodes))
+    return out + ([budget] if budget else [])
 
 
 def guests(c: Cluster) -> list[str]:

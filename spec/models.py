@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from spec.base import Model, Name, refuse
-from spec.ceph import Ceph
+from spec.ceph import Ceph, Pool, placement_groups
 from spec.checks import problems
 from spec.guests import Disk, Guest
 from spec.kubernetes import K3s, Workload
@@ -63,3 +63,15 @@ class Cluster(Model):
     @property
     def osd_hosts(self) -> list[str]:
         return [n.name for n in self.nodes if n.osds]
+
+    @property
+    def pools(self) -> list[Pool]:
+        return [self.ceph.guest_pool, self.ceph.kubernetes_pool]
+
+    @property
+    def osd_count(self) -> int:
+        return sum(len(n.osds) for n in self.nodes)
+
+    def placement_groups(self) -> dict[str, int]:
+        """Each Ceph pool's pg_num at creation (see spec.ceph.placement_groups)."""
+        return placement_groups(self.pools, self.osd_count)

@@ -38,7 +38,10 @@ def osd_report(fsid: str, osd_id: int = 3) -> str:
 def run_osd(tmp_path: Path, **stubs: str) -> ScriptRun:
     text = script(program("home"), "pve1-ceph-osd-nvme0n1")
     base = {
-        "ceph": f'case "$*" in *fsid*) echo {FSID} ;; *) exit 1 ;; esac',
+        # A node with an OSD and no monitor: no /etc/ceph/ceph.conf, so `ceph` reaches nothing;
+        # the cluster's config is in /etc/pve.
+        "ceph": 'echo "did not load config file, using default settings." >&2; exit 1',
+        "ceph-conf": f'[ "$*" = "-c /etc/pve/ceph.conf --lookup fsid" ] && echo {FSID}',
         "ceph-volume": "case \"$1 $2\" in 'lvm list') echo '{}' ;; esac",
         "lsblk": 'case "$*" in *--nodeps*) exit 0 ;; *) echo nvme0n1 ;; esac',
         "wipefs": "true",

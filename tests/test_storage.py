@@ -155,6 +155,26 @@ def test_pools_are_protected_retained_and_sized(stack: str) -> None:
         assert r.inputs["application"] == "rbd" and r.inputs["pgAutoscaleMode"] == "on"
         assert r.inputs["nodeName"] == cluster.ceph.monitors[0]
         assert "forceDestroy" not in r.inputs
+        # Sized to fit three OSDs (Proxmox's default 128 each would be refused), then left to the
+        # autoscaler.
+        assert r.inputs["pgNum"] == 32 and r.ignore_changes == ["pgNum"]
+
+
+def test_pg_nums_fit_the_osds_and_grow_with_them() -> None:
+    from spec.ceph import MON_MAX_PG_PER_OSD, Pool, pg_budget_problem, placement_groups
+
+    pools = [Pool(name="a"), Pool(name="b")]
+    assert placement_groups(pools, 3) == {"a": 32, "b": 32}
+    assert placement_groups(pools, 12) == {"a": 128, "b": 128}
+    for osds in (3, 4, 7, 12, 100):
+        pgs = placement_groups(pools, osds)
+        assert sum(pgs.values()) * 3 + 3 <= MON_MAX_PG_PER_OSD * osds and pg_budget_problem(pools, osds) is None
+    # What real Ceph refused (toolbox: 771 > 750) is refused here first.
+    asked = [Pool(name="a", pg_num=128), Pool(name="b", pg_num=128)]
+    assert placement_groups(asked, 3) == {"a": 128, "b": 128}
+    problem = pg_budget_problem(asked, 3)
+    assert problem is not None and "need 771 placement-group copies" in problem and "at most 750" in problem
+    assert pg_budget_problem(asked, 4) is None  # 1000 allowed
 
 
 @pytest.mark.parametrize("stack", STACKS)

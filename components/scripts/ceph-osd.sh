@@ -7,7 +7,10 @@ if ! lsblk --nodeps "$DEVICE" >/dev/null 2>&1; then
   exit 1
 fi
 dev=$(readlink -f "$DEVICE")
-fsid=$(ceph --connect-timeout 30 fsid)
+# The cluster's config lives in /etc/pve (pveceph init writes it there); /etc/ceph/ceph.conf
+# only exists on nodes with a monitor or manager, so `ceph fsid` fails on an OSD-only node.
+# ceph-conf reads the file without asking a monitor.
+fsid=$(ceph-conf -c "${CEPH_CONF:-/etc/pve/ceph.conf}" --lookup fsid)
 
 # ceph-volume reports the OSDs on the device, each LV tagged with its OSD id and cluster fsid.
 report=$(ceph-volume lvm list "$dev" --format json)
