@@ -110,6 +110,8 @@ def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
         "vip_retryperiod": "1",
         "address": str(spec.api_vip),
     }
+    # As kube-vip's own manifest generator writes them for the pinned release (kube-vip
+    # pkg/kubevip/config_generator.go at v0.9.2, GenerateRole).
     rules = [
         {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
         {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "update"]},
@@ -124,6 +126,7 @@ def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
             "resources": ["endpointslices"],
             "verbs": ["list", "get", "watch", "update"],
         },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     ]
     return [
         {

@@ -176,6 +176,11 @@ def test_kube_vip_manifest_is_valid_and_on_every_server_only(stack: str) -> None
     assert env["vip_interface"] == spec.vip_interface
     assert env["vip_arp"] == env["vip_leaderelection"] == env["cp_enable"] == env["svc_enable"] == "true"
     assert container["image"].endswith(f":{spec.kube_vip_version}")
+    # The rules kube-vip's generator writes for v0.9.2 (pkg/kubevip/config_generator.go).
+    role = next(d for d in kube_vip_documents(spec) if d["kind"] == "ClusterRole")
+    granted = {(r["apiGroups"][0], res, verb) for r in role["rules"] for res in r["resources"] for verb in r["verbs"]}
+    assert ("", "pods", "list") in granted and ("", "services/status", "update") in granted
+    assert ("coordination.k8s.io", "leases", "create") in granted and len(role["rules"]) == 6
     for name in spec.servers:
         assert "KUBE_VIP_MANIFEST=" in install(run, name).inputs["create"]
     for name in spec.agents:

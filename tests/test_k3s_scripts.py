@@ -86,6 +86,8 @@ def installer_args(run: ScriptRun) -> list[str]:
     assert len(calls) == 1, run.calls
     call = calls[0]
     assert f"INSTALL_K3S_VERSION={VERSION}" in call
+    # Else the installer skips starting a service whose files did not change.
+    assert "INSTALL_K3S_FORCE_RESTART=true" in call
     return call[call.index("-") + 1 :]
 
 
@@ -198,6 +200,15 @@ def test_other_version_or_stopped_service_reinstalls(tmp_path: Path) -> None:
     interrupted = run_install(tmp_path / "interrupted", "agent", installed=VERSION, active=False)
     assert interrupted.returncode == 0, interrupted.stderr
     assert installer_args(interrupted) == ["agent"]
+
+
+def test_a_stopped_node_at_the_pinned_version_is_started_again(tmp_path: Path) -> None:
+    # k3s crashed (or was stopped) and its files are unchanged: the installer alone would leave it down.
+    run = run_install(tmp_path, "server-join", installed=VERSION, active=False, files_differ=False)
+    assert run.returncode == 0, run.stderr
+    assert installer_args(run) == ["server"]
+    reset = run.calls.index(["sudo", "-n", "systemctl", "reset-failed", "k3s"])
+    assert reset < next(i for i, c in enumerate(run.calls) if c[:3] == ["sudo", "-n", "env"])
 
 
 def test_node_config_never_carries_a_node_label() -> None:

@@ -4,7 +4,7 @@
 # join token on stdin, so it is neither on a command line nor in this script's text.
 # Safe to re-run: files are rewritten only when they differ; the installer runs only when the
 # pinned version is not the one installed and active (an upgrade is a new VERSION in the spec),
-# and a running k3s is restarted only when its config file changed.
+# and a running k3s is restarted only when its config file changed; a stopped one is started.
 
 # The login user is not root: every change to the system goes through sudo (-n: fail at once
 # instead of waiting for a password prompt nobody answers).
@@ -111,7 +111,12 @@ else
     command=agent
   fi
   echo "installing k3s $VERSION as $ROLE (was: ${installed:-not installed})"
-  curl -sfL "$INSTALLER" | sudo -n env INSTALL_K3S_VERSION="$VERSION" sh -s - "$command"
+  # A service that failed too often refuses to start until its failure count is reset.
+  sudo -n systemctl reset-failed "$service" >/dev/null 2>&1 || true
+  # The installer starts the service only when its binary, unit or env file changed (k3s
+  # install.sh, service_enable_and_start): forced, so a crashed or stopped node at the pinned
+  # version comes back, with a config written while it was down.
+  curl -sfL "$INSTALLER" | sudo -n env INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_FORCE_RESTART=true sh -s - "$command"
 fi
 
 if [ "$service" = k3s ]; then
