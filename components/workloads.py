@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.claims import claim_templates, grown_claims
 from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
 from components.platform import KUBE_VIP_LB_ANNOTATION, Platform
 from components.stack import secret_config, waits_for
@@ -195,7 +196,7 @@ class Workloads(pulumi.ComponentResource):
                     ),
                     opts=self._opts(w.namespace),
                 )
-            k8s.apps.v1.StatefulSet(
+            statefulset = k8s.apps.v1.StatefulSet(
                 key,
                 k8s.apps.v1.StatefulSetInitArgs(
                     metadata=Meta(name=w.name, namespace=namespace, labels=owner_labels),
@@ -204,27 +205,20 @@ class Workloads(pulumi.ComponentResource):
                         service_name=governing_name,
                         selector=Selector(match_labels=selector),
                         template=pod,
-                        volume_claim_templates=[
-                            k8s.core.v1.PersistentVolumeClaimArgs(
-                                metadata=Meta(name=v.name, labels=labels),
-                                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                                    access_modes=["ReadWriteOnce"],
-                                    storage_class_name=self.platform.storage_class,
-                                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                        requests={"storage": f"{v.size_gib}Gi"}
-                                    ),
-                                ),
-                            )
-                            for v in w.volumes
-                        ],
+                        volume_claim_templates=claim_templates(w, self.platform.storage_class, labels),
                         # Claims outlive the StatefulSet and scale-downs: the data is the point.
                         persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
                             when_deleted="Retain", when_scaled="Retain"
                         ),
                     ),
                 ),
-                opts=self._opts(w.namespace, after=[governing, *after], protect=True),
+                opts=pulumi.ResourceOptions.merge(
+                    self._opts(w.namespace, after=[governing, *after], protect=True),
+                    # Immutable in the API: a new size grows the claims instead (components/claims.py).
+                    pulumi.ResourceOptions(ignore_changes=["spec.volumeClaimTemplates"]),
+                ),
             )
+            grown_claims(w, key, self._opts(w.namespace, after=[statefulset]))
         else:
             k8s.apps.v1.Deployment(
                 key,

@@ -22,7 +22,7 @@ from policies import tokens
 from policies.tokens import HA_LABEL
 from spec.kubernetes import K3s, Workload
 from spec.models import Cluster
-from tests.support import STACKS, program, stack_cluster
+from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 # Values only known after `pulumi up` (the Ceph fsid and client key) are the engine's unknown
@@ -56,6 +56,7 @@ def manifest(resource: Resource) -> dict[str, Any]:
     (the core group has no name: `kubernetes:core/v1:Service` -> v1)."""
     _, group_version, kind = resource.type.split(":")
     api_version = group_version.removeprefix("core/")
+    kind = kind.removesuffix("Patch")  # a server-side apply patch is a partial object of its kind
     doc = plausible(copy.deepcopy(resource.inputs))
     assert doc.get("apiVersion", api_version) == api_version
     assert doc.get("kind", kind) == kind
@@ -301,3 +302,28 @@ def test_statefulsets_are_governed_by_a_headless_service() -> None:
         governing = services[(namespace, sts.inputs["spec"]["serviceName"])]
         assert governing["spec"]["clusterIP"] == "None"
         assert governing["spec"]["type"] == "ClusterIP"
+
+
+def test_a_larger_volume_grows_the_claims_not_the_protected_statefulset() -> None:
+    data = stack_data("home")
+    jellyfin = next(i for i, w in enumerate(data["workloads"]) if w["name"] == "jellyfin")
+    run = program_with("home", patched(data, {f"workloads[{jellyfin}].volumes[0].size_gib": 40}))
+    [sts] = [r for r in run.of_type(tokens.STATEFUL_SET) if r.name == "media-jellyfin"]
+    # The template cannot change in the API; it stays as created, and Pulumi does not try to.
+    assert "spec.volumeClaimTemplates" in sts.ignore_changes and sts.protect
+    [claim] = [
+        r for r in run.resources if r.type == "kubernetes:core/v1:PersistentVolumeClaimPatch" and "jellyfin" in r.name
+    ]
+    # The name the StatefulSet controller gives replica 0's claim: <template>-<statefulset>-<ordinal>.
+    assert claim.inputs["metadata"]["name"] == "config-jellyfin-0"
+    assert claim.inputs["metadata"]["namespace"] == "media"
+    assert claim.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
+    assert claim.inputs["spec"]["resources"]["requests"] == {"storage": "40Gi"}
+    assert sts.urn in claim.dependencies  # the claim exists once the StatefulSet is ready
+
+
+def test_every_replicas_claim_of_every_volume_is_sized() -> None:
+    run, cluster = program("home"), stack_cluster("home")
+    patches = {r.inputs["metadata"]["name"] for r in run.resources if r.type.endswith("PersistentVolumeClaimPatch")}
+    expected = {f"{v.name}-{w.name}-{i}" for w in cluster.workloads for v in w.volumes for i in range(w.replicas)}
+    assert patches == expected and expected
