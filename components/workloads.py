@@ -86,6 +86,20 @@ def readiness_probe(w: Workload) -> k8s.core.v1.ProbeArgs | None:
     return k8s.core.v1.ProbeArgs(tcp_socket=tcp, period_seconds=10, failure_threshold=3)
 
 
+def pod_security(namespace: str, workloads: Sequence[Workload]) -> dict[str, str]:
+    """The namespace's Pod Security labels. Baseline: no privileged pods, host namespaces or host
+    paths for apps. A namespace holding a host-network workload must enforce `privileged`, the
+    only level that admits a pod on the host network; it still warns and audits at baseline, so
+    anything else a pod there asks beyond baseline shows."""
+    if any(w.host_network for w in workloads if w.namespace == namespace):
+        return {
+            "pod-security.kubernetes.io/enforce": "privileged",
+            "pod-security.kubernetes.io/warn": "baseline",
+            "pod-security.kubernetes.io/audit": "baseline",
+        }
+    return {"pod-security.kubernetes.io/enforce": "baseline"}
+
+
 class Workloads(pulumi.ComponentResource):
     """Every workload of the spec, with its namespace, Service and disruption budget."""
 
@@ -101,6 +115,7 @@ class Workloads(pulumi.ComponentResource):
         self.platform = platform
         self.before = waits_for(opts)
         self.namespaces: dict[str, k8s.core.v1.Namespace] = {}
+        self.workloads = cluster.workloads
         for workload in cluster.workloads:
             self._workload(workload)
         self.register_outputs({"workloads": [f"{w.namespace}/{w.name}" for w in cluster.workloads]})
@@ -118,22 +133,19 @@ class Workloads(pulumi.ComponentResource):
             protect=protect,
         )
 
-    def _namespace(self, name: str) -> None:
+    def _namespace(self, name: str, workloads: Sequence[Workload]) -> None:
         """The namespace, declared once; k3s's own and the platform's are used as they are."""
         if name in BUILTIN_NAMESPACES or name in self.platform.namespaces:
             return
         if name not in self.namespaces:
             self.namespaces[name] = k8s.core.v1.Namespace(
                 name,
-                k8s.core.v1.NamespaceInitArgs(
-                    # Baseline: no privileged pods, host namespaces or host paths for apps.
-                    metadata=Meta(name=name, labels={"pod-security.kubernetes.io/enforce": "baseline"}),
-                ),
+                k8s.core.v1.NamespaceInitArgs(metadata=Meta(name=name, labels=pod_security(name, workloads))),
                 opts=self._opts(),
             )
 
     def _workload(self, w: Workload) -> None:
-        self._namespace(w.namespace)
+        self._namespace(w.namespace, self.workloads)
         namespace = w.namespace
         key = f"{w.namespace}-{w.name}"
         selector = {"app.kubernetes.io/name": w.name, "app.kubernetes.io/instance": key}
@@ -177,6 +189,9 @@ class Workloads(pulumi.ComponentResource):
                 topology_spread_constraints=spread_constraints(w, selector),
                 # Apps do not talk to the Kubernetes API.
                 automount_service_account_token=False,
+                host_network=w.host_network or None,
+                # On the host network a pod would ask the VM's resolver; this keeps cluster names.
+                dns_policy="ClusterFirstWithHostNet" if w.host_network else None,
             ),
         )
         service = self._services(w, key, namespace, selector)

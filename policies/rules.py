@@ -50,6 +50,7 @@ from policies.plan_checks import (  # noqa: E402
     check_power_budget,
     check_survives_any_node,
 )
+from policies.pod_checks import POD_SECURITY_TYPES, check_pod_security  # noqa: E402
 from policies.props import Declared, NotKnownYetError, spec_or_reason  # noqa: E402
 from policies.quorum_checks import check_quorum_members  # noqa: E402
 from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
@@ -147,6 +148,12 @@ POLICIES: list[Policy] = [
         description="Every HA workload's pods are selected by a PodDisruptionBudget (judged once the k3s "
         "cluster's objects are known).",
         validate=_on_stack(check_disruption_budgets),
+    ),
+    ResourceValidationPolicy(
+        name="pod-security",
+        description="Pods use the host network only where the spec asks (host_network), in namespaces that "
+        "enforce the privileged Pod Security level; other app namespaces enforce baseline.",
+        validate=_on_resource(check_pod_security, POD_SECURITY_TYPES),
     ),
     ResourceValidationPolicy(
         name="ha-shared-storage",

@@ -282,6 +282,16 @@ def workloads(c: Cluster) -> list[str]:
     if c.workloads and c.k3s is None:
         return ["workloads: there are workloads but no k3s cluster to run them"]
     out = [f"workloads: {d} is used twice" for d in dupes(f"{w.namespace}/{w.name}" for w in c.workloads)]
+    # Two host-network workloads may land on one VM, where only one can bind a port.
+    host_ports = [f"{p.port}/{p.protocol}" for w in c.workloads if w.host_network for p in w.ports]
+    out += [
+        f"workloads: {port} is opened by more than one host-network workload ("
+        + ", ".join(
+            w.name for w in c.workloads if w.host_network and port in {f"{p.port}/{p.protocol}" for p in w.ports}
+        )
+        + "); two of them on one VM cannot both bind it"
+        for port in dupes(host_ports)
+    ]
     if c.k3s is not None:
         out += _pinned_load_balancer_ips(c, c.k3s, c.networks.lan.cidr)
     return out

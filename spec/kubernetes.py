@@ -27,6 +27,24 @@ class AddressRange(Model):
         return isinstance(address, IPv4Address) and int(self.start) <= int(address) <= int(self.end)
 
 
+# What listens on every k3s node (k3s docs, "Inbound Rules for K3s Nodes"), which a host-network
+# pod cannot bind: the API (servers), the kubelet, flannel's VXLAN and WireGuard, the embedded
+# etcd's client and peer ports (servers), kube-proxy's health port, and SSH for the program.
+K3S_NODE_PORTS: dict[tuple[int, str], str] = {
+    (22, "TCP"): "SSH",
+    (2379, "TCP"): "etcd clients",
+    (2380, "TCP"): "etcd peers",
+    (6443, "TCP"): "the Kubernetes API",
+    (6444, "TCP"): "k3s's API proxy",
+    (8472, "UDP"): "flannel VXLAN",
+    (10250, "TCP"): "the kubelet",
+    (10256, "TCP"): "kube-proxy's health check",
+    (51820, "UDP"): "flannel WireGuard",
+    (51821, "UDP"): "flannel WireGuard over IPv6",
+}
+NODE_PORT_RANGE = (30000, 32767)
+
+
 class K3s(Model):
     version: Annotated[str, Field(pattern=r"^v1\.\d+\.\d+\+k3s\d+$")]
     servers: list[Name]
@@ -90,6 +108,11 @@ class Workload(Model):
     # (default: its first TCP port); with ready_path, once an HTTP GET there succeeds.
     ready_port: str | None = None
     ready_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    # The pod shares its VM's network: for apps that find devices on the LAN by broadcast and
+    # multicast (mDNS, SSDP, HomeKit, Bluetooth proxies), as Home Assistant's container install
+    # does. Its namespace then enforces the `privileged` Pod Security level, the only one that
+    # allows it, and every port it opens is on the LAN at its VM's address.
+    host_network: bool = False
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -124,6 +147,25 @@ class Workload(Model):
             problems.append(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
         if self.ready_path is not None and not tcp:
             problems.append("ready_path needs a TCP port to send the HTTP check to")
+        if self.host_network:
+            hidden = [p.name for p in self.ports if not p.expose]
+            if hidden:
+                problems.append(
+                    f"ports {hidden}: on the host network every port is open on the LAN at the VM's address; "
+                    "set expose: true to say so, or leave the port out"
+                )
+            for p in self.ports:
+                if (p.port, p.protocol) in K3S_NODE_PORTS:
+                    problems.append(
+                        f"ports: {p.port}/{p.protocol} is {K3S_NODE_PORTS[(p.port, p.protocol)]} on every k3s node; "
+                        "a host-network pod cannot bind it"
+                    )
+                if NODE_PORT_RANGE[0] <= p.port <= NODE_PORT_RANGE[1]:
+                    problems.append(
+                        f"ports: {p.port}/{p.protocol} is in the NodePort range {NODE_PORT_RANGE[0]}-"
+                        f"{NODE_PORT_RANGE[1]}, which kube-proxy holds on every k3s node; a host-network pod "
+                        "cannot bind it"
+                    )
         refuse(problems)
         return self
 

@@ -51,6 +51,7 @@ def test_pack_levels() -> None:
         "replica-counts": EnforcementLevel.MANDATORY,
         "disruption-budgets": EnforcementLevel.MANDATORY,
         "ha-shared-storage": EnforcementLevel.MANDATORY,
+        "pod-security": EnforcementLevel.MANDATORY,
         "redundant-links": EnforcementLevel.MANDATORY,
         "survives-any-node": EnforcementLevel.MANDATORY,
         "maintenance-redundancy": EnforcementLevel.ADVISORY,

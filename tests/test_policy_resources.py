@@ -306,3 +306,27 @@ def test_unprotected_volumes_are_advisory() -> None:
     found = only(check([*stack, claim]), "protect-stateful")
     assert "PersistentVolumeClaim home/data is not protected" in found.message
     assert check([*stack, dataclasses.replace(claim, protect=True)]) == []
+
+
+# --- pod-security ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_host_network_only_where_the_spec_asks_and_in_a_namespace_that_admits_it(shape: Shape) -> None:
+    stack = full_stack("home", shape)
+    assert not of_policy(check(stack), "pod-security")  # home-assistant: host network, namespace privileged
+    # A workload the spec keeps off the host network.
+    jellyfin = edit(stack, "media-jellyfin", {"spec.template.spec.hostNetwork": True}, typ=tokens.STATEFUL_SET)
+    v = only(check(jellyfin), "pod-security")
+    assert v.message.startswith("media/jellyfin: its pods use the host network, which the spec does not ask for")
+    # The namespace left at baseline: the API would refuse home-assistant's pods at `pulumi up`.
+    baseline = {"metadata.labels": {"pod-security.kubernetes.io/enforce": "baseline"}}
+    v = only(check(edit(stack, "home", baseline, typ=tokens.K8S_NAMESPACE)), "pod-security")
+    assert v.message == (
+        "namespace home enforces Pod Security baseline, which refuses the pods of home-assistant on the host "
+        "network; it must enforce privileged"
+    )
+    # A privileged namespace with nothing on the host network.
+    privileged = {"metadata.labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
+    v = only(check(edit(stack, "media", privileged, typ=tokens.K8S_NAMESPACE)), "pod-security")
+    assert v.message.startswith("namespace media enforces Pod Security privileged, which admits any pod")

@@ -327,3 +327,19 @@ def test_every_replicas_claim_of_every_volume_is_sized() -> None:
     patches = {r.inputs["metadata"]["name"] for r in run.resources if r.type.endswith("PersistentVolumeClaimPatch")}
     expected = {f"{v.name}-{w.name}-{i}" for w in cluster.workloads for v in w.volumes for i in range(w.replicas)}
     assert patches == expected and expected
+
+
+def test_a_host_network_workload_shares_its_vm_network_in_a_namespace_that_admits_it() -> None:
+    run = program("home")
+    [sts] = [r for r in run.of_type(tokens.STATEFUL_SET) if r.name == "home-home-assistant"]
+    pod = sts.inputs["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    namespaces = {r.name: r.inputs["metadata"]["labels"] for r in run.of_type(tokens.K8S_NAMESPACE)}
+    assert namespaces["home"] == {
+        "pod-security.kubernetes.io/enforce": "privileged",
+        "pod-security.kubernetes.io/warn": "baseline",
+        "pod-security.kubernetes.io/audit": "baseline",
+    }
+    assert namespaces["media"] == {"pod-security.kubernetes.io/enforce": "baseline"}
+    [jellyfin] = [r for r in run.of_type(tokens.STATEFUL_SET) if r.name == "media-jellyfin"]
+    assert "hostNetwork" not in jellyfin.inputs["spec"]["template"]["spec"]
