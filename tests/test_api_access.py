@@ -96,3 +96,16 @@ def test_a_token_made_elsewhere_is_named(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert f"cannot read the privileges of API token {TOKEN} on pve1: no such token" in run.stderr
     assert "Create it on this node (the first in the spec)" in run.stderr
+
+
+def test_a_token_without_any_privilege_is_said_to_be_missing(tmp_path: Path) -> None:
+    # What Proxmox answers for a token that does not exist on the node: no privileges, no error.
+    run = run_check(tmp_path, granting({}))
+    assert run.returncode == 1
+    assert f"API token {TOKEN} has no privileges at all on pve1: it does not exist on this node" in run.stderr
+
+
+def test_a_warning_from_pvesh_does_not_spoil_its_answer(tmp_path: Path) -> None:
+    table = required_privileges(stack_cluster("home"))
+    run = run_check(tmp_path, "echo 'warning: something minor' >&2\n" + granting(table))
+    assert run.returncode == 0, run.stderr

@@ -20,7 +20,10 @@ from policies import tokens
 from tests.shell import ScriptRun, run_with_stubs, systemd_verify
 from tests.support import program, stack_cluster
 
-STAGED = "auto bond0\niface bond0 inet manual\n...\nauto vmbr0\niface vmbr0 inet static\n\tbridge-ports bond0\n"
+STAGED = (
+    "auto lo\niface lo inet loopback\n\niface enp1s0 inet manual\n\nauto bond0\niface bond0 inet manual\n"
+    "\tbond-slaves enp1s0 enp2s0\n#LAN uplink\n\nauto vmbr0\niface vmbr0 inet static\n\tbridge-ports bond0\n"
+)
 INSTALLER = "auto vmbr0\niface vmbr0 inet static\n\tbridge-ports enp1s0\n"
 
 
@@ -32,7 +35,9 @@ def pvesh_stub(bond_exists: bool) -> str:
     )
 
 
-def run_uplink(tmp_path: Path, current: str, bond_exists: bool = False, ifup: str = "exit 0") -> ScriptRun:
+def run_uplink(
+    tmp_path: Path, current: str, bond_exists: bool = False, ifup: str = "exit 0", pvesh: str | None = None
+) -> ScriptRun:
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "interfaces").write_text(current)
@@ -43,7 +48,14 @@ def run_uplink(tmp_path: Path, current: str, bond_exists: bool = False, ifup: st
         f"INTERFACES={etc / 'interfaces'}\nSTATE_DIR={tmp_path / 'state-dir'}\nSYSTEMD_UNITS={tmp_path / 'units'}\n"
         "export INTERFACES\n"
     )
-    stubs = {"pvesh": pvesh_stub(bond_exists), "ifup": ifup, "systemd-run": "exit 0", "systemctl": "exit 0"}
+    stubs = {
+        "pvesh": pvesh or pvesh_stub(bond_exists),
+        "ifup": ifup,
+        "systemd-run": "exit 0",
+        "systemctl": "exit 0",
+        "sysctl": "exit 0",
+        "sleep": "exit 0",
+    }
     return run_with_stubs(env + script, tmp_path / "run", stubs)
 
 
@@ -147,6 +159,7 @@ def confirm(tmp_path: Path, *, in_bridge: bool, rolled_back: bool = False, uncon
     (tmp_path / "run").mkdir()
     (net / "bond0" / "bonding").mkdir(parents=True)
     (net / "bond0" / "bonding" / "slaves").write_text("enp1s0 enp2s0\n")
+    (net / "bond0" / "operstate").write_text("up\n")
     (net / "vmbr0" / "brif").mkdir(parents=True)
     if in_bridge:
         (net / "vmbr0" / "brif" / "bond0").touch()
@@ -196,7 +209,8 @@ def test_an_unconfirmed_change_is_undone_at_boot_too(run_dir: Path) -> None:
     state = run_dir / "state-dir"
     assert f"ConditionPathExists={state}/lan-uplink.unconfirmed" in text
     assert f"ExecStart=/bin/cp -a {state}/interfaces.before-lan-uplink {run_dir / 'etc' / 'interfaces'}" in text
-    assert "Before=networking.service" in text
+    # Pulled in by networking.service itself: nothing on Proxmox wants network-pre.target.
+    assert "Before=networking.service" in text and "WantedBy=networking.service" in text
     enabled = run.calls.index(["systemctl", "enable", "homelab-lan-rollback-at-boot.service"])
     assert enabled < run.calls.index(next(c for c in run.calls if c[:2] == ["systemd-run", "--unit=homelab-lan-apply"]))
     assert systemd_verify(unit, run_dir, ["/bin/cp", "/bin/touch"]) == "0:"
@@ -213,3 +227,42 @@ def test_one_nodes_uplink_changes_at_a_time() -> None:
     for before, node in pairwise(nodes):
         assert run.named(f"{before}-lan-uplink-confirm").urn in run.named(f"{node}-lan-uplink").dependencies
     assert not any("lan-uplink" in d for d in run.named(f"{nodes[0]}-lan-uplink").dependencies)
+
+
+def test_a_new_nic_in_the_file_is_no_change_of_the_uplink(run_dir: Path) -> None:
+    # Proxmox's writer lists every NIC present: a USB4 port that came up adds a stanza.
+    run = run_uplink(run_dir, STAGED.replace("iface enp1s0 inet manual\n", ""), bond_exists=True)
+    assert run.returncode == 0 and "already on bond0 as specified" in run.stdout
+    assert "systemd-run" not in run.commands()
+
+
+def test_a_changed_comment_is_a_change(run_dir: Path) -> None:
+    run = run_uplink(run_dir, STAGED.replace("#LAN uplink", "#old words"), bond_exists=True)
+    assert run.returncode == 0 and "systemd-run" in run.commands()
+
+
+def test_a_failed_staging_leaves_no_half_built_file_for_the_gui_to_apply(run_dir: Path) -> None:
+    failing = pvesh_stub(bond_exists=False).replace(
+        "  set|create)", '  create) echo "unable to find slave enp9s0" >&2; exit 255 ;;\n  set)'
+    )
+    run = run_uplink(run_dir, INSTALLER, pvesh=failing)
+    assert run.returncode != 0
+    assert not (run_dir / "etc" / "interfaces.new").exists()
+    assert (run_dir / "etc" / "interfaces").read_text() == INSTALLER
+    assert "systemd-run" not in run.commands()
+
+
+def test_a_busy_ifupdown2_is_asked_again(run_dir: Path) -> None:
+    busy_twice = (
+        'n=$(cat "$STATE/ifup" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/ifup"; '
+        '[ "$n" -ge 2 ] || { echo "error: Another instance of this program is already running." >&2; exit 1; }'
+    )
+    run = run_uplink(run_dir, INSTALLER, ifup=busy_twice)
+    assert run.returncode == 0, run.stderr
+    assert run.commands().count("ifup") == 3 and "systemd-run" in run.commands()
+
+
+def test_the_new_mac_is_announced(run_dir: Path) -> None:
+    run = run_uplink(run_dir, INSTALLER)
+    announce = run.calls.index(["sysctl", "-qw", "net.ipv4.conf.vmbr0.arp_notify=1"])
+    assert announce < next(i for i, c in enumerate(run.calls) if c[:2] == ["systemd-run", "--unit=homelab-lan-apply"])

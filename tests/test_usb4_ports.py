@@ -5,6 +5,7 @@ sit where udev looks for them; `systemd-analyze verify` checks the unit."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def test_each_port_is_named_by_its_pci_path_with_the_usb4_mtu(tmp_path: Path) ->
     en05 = links["00-homelab-en05.link"]
     assert "Path=pci-0000:00:0d.2\nDriver=thunderbolt-net\n" in en05
     assert "Name=en05\n" in en05 and f"MTUBytes={USB4_MTU}\n" in en05
+    # ifupdown2 would set the ports back to 1500 at each ifreload without its policy default.
+    policy = json.loads((etc / "network/ifupdown2/policy.d/homelab-usb4.json").read_text())
+    assert policy == {"address": {"iface_defaults": {"en05": {"mtu": str(USB4_MTU)}, "en06": {"mtu": str(USB4_MTU)}}}}
     rules = (etc / "udev/rules.d/90-homelab-usb4.rules").read_text().splitlines()
     assert len(rules) == 2 and 'ENV{SYSTEMD_WANTS}+="homelab-usb4-up@en06.service"' in rules[1]
 

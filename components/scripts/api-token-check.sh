@@ -4,10 +4,15 @@
 # uses (pve-access-control src/PVE/API2/AccessControl.pm, permissions). Changes nothing.
 # REQUIRED: one line per ACL path, "path privilege privilege ...".
 lacking=()
+paths=0
+empty=0
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
 while read -r path needed; do
   [ -n "$path" ] || continue
-  if ! granted=$(pvesh get /access/permissions --userid "$TOKEN_ID" --path "$path" --output-format json 2>&1); then
-    echo "error: cannot read the privileges of API token $TOKEN_ID on $(hostname): $granted" >&2
+  paths=$((paths + 1))
+  if ! granted=$(pvesh get /access/permissions --userid "$TOKEN_ID" --path "$path" --output-format json 2>"$errors"); then
+    echo "error: cannot read the privileges of API token $TOKEN_ID on $(hostname): $(cat "$errors")" >&2
     echo "Create it on this node (the first in the spec) as the README says, before the cluster forms." >&2
     exit 1
   fi
@@ -18,7 +23,16 @@ while read -r path needed; do
     print join(" ", grep { !exists $granted->{$_} } @needed);
   ' "$path" $needed <<<"$granted")
   [ -z "$missing" ] || lacking+=("  $path: $missing")
+  [ "$missing" != "$(xargs <<<"$needed")" ] || empty=$((empty + 1))
 done <<<"$REQUIRED"
+if [ "$empty" -eq "$paths" ]; then
+  # Proxmox answers an unknown token with no privileges rather than an error (pve-access-control
+  # src/PVE/RPCEnvironment.pm, permissions).
+  echo "error: API token $TOKEN_ID has no privileges at all on $(hostname): it does not exist on this node" \
+    "(the first in the spec), or neither it nor its user has the role. Create both as the README says" \
+    "(\"The API token\"), before the cluster forms." >&2
+  exit 1
+fi
 if [ "${#lacking[@]}" -gt 0 ]; then
   echo "error: API token $TOKEN_ID lacks privileges the program needs:" >&2
   printf '%s\n' "${lacking[@]}" >&2

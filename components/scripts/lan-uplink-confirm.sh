@@ -23,7 +23,8 @@ for _ in $(seq 1 "$TRIES"); do
   sleep 1
 done
 problems=()
-[ -n "$(cat "$net/bond0/bonding/slaves" 2>/dev/null)" ] || problems+=("bond0 has no member up")
+[ -n "$(cat "$net/bond0/bonding/slaves" 2>/dev/null)" ] || problems+=("bond0 has no member")
+[ "$(cat "$net/bond0/operstate" 2>/dev/null)" = up ] || problems+=("bond0 is not up")
 [ -e "$net/vmbr0/brif/bond0" ] || problems+=("bond0 is not a port of vmbr0")
 reached=""
 for _ in $(seq 1 "$TRIES"); do

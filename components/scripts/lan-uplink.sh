@@ -20,6 +20,10 @@ if [ -e "$staged" ]; then
 fi
 mkdir -p "$state"
 rm -f "$state/lan-uplink.rolled-back"
+# A staged file left behind half-built (a failed call below) must never be applied by someone
+# clicking Apply in the GUI: it goes, unless this run hands it to the apply.
+applying=false
+trap '[ "$applying" = true ] || rm -f "$staged"' EXIT
 bond=(--slaves "$SLAVES" --bond_mode "$BOND_MODE" --autostart 1 --comments "$BOND_COMMENT")
 [ -z "$BOND_PRIMARY" ] || bond+=(--bond-primary "$BOND_PRIMARY")
 [ -z "$HASH_POLICY" ] || bond+=(--bond_xmit_hash_policy "$HASH_POLICY")
@@ -32,13 +36,30 @@ else
 fi
 pvesh set "/nodes/$NODE/network/vmbr0" --type bridge --bridge_ports bond0 --bridge_vlan_aware 1 \
   --bridge_vids "$VIDS" "${address[@]}" --comments "$BRIDGE_COMMENT"
-if [ ! -e "$staged" ] || cmp -s "$iface" "$staged"; then
-  rm -f "$staged"
+# Compared stanza by stanza: Proxmox's writer also lists every NIC present, so a USB4 port that
+# came up since the last run changes the file without changing the uplink.
+stanzas() { # the auto and iface lines of bond0 and vmbr0, and what belongs to them, in FILE
+  awk '$1 == "auto" && ($2 == "bond0" || $2 == "vmbr0") { print; next }
+       $1 == "iface" { keep = ($2 == "bond0" || $2 == "vmbr0") }
+       /^[^[:space:]#]/ && $1 != "iface" { keep = 0 }
+       keep' "$1"
+}
+if [ ! -e "$staged" ] || [ "$(stanzas "$iface")" = "$(stanzas "$staged")" ]; then
   echo "$NODE: vmbr0 is already on bond0 as specified"
   exit 0
 fi
-if ! check=$(ifup -a -s -i "$staged" 2>&1); then
-  rm -f "$staged"
+# ifupdown2 runs one command at a time and says so when another holds its lock (an SDN apply):
+# asked again a few times before its verdict counts.
+valid=false
+for _ in $(seq 1 10); do
+  if check=$(ifup -a -s -i "$staged" 2>&1); then
+    valid=true
+    break
+  fi
+  grep -q "already running" <<<"$check" || break
+  sleep 3
+done
+if [ "$valid" != true ]; then
   echo "error: ifupdown2 refuses the new network configuration of $NODE, nothing applied:" >&2
   echo "$check" >&2
   exit 1
@@ -54,8 +75,7 @@ cat >"$units/homelab-lan-rollback-at-boot.service" <<UNIT
 Description=Restore the LAN configuration homelab applied but never confirmed
 DefaultDependencies=no
 After=local-fs.target
-Before=networking.service network-pre.target
-Wants=network-pre.target
+Before=networking.service
 ConditionPathExists=$state/lan-uplink.unconfirmed
 
 [Service]
@@ -64,7 +84,9 @@ ExecStart=/bin/cp -a $state/interfaces.before-lan-uplink $iface
 ExecStart=/bin/touch $state/lan-uplink.rolled-back
 
 [Install]
-WantedBy=network-pre.target
+# networking.service (ifupdown2) pulls it in; network-pre.target would not, as nothing on Proxmox
+# wants that target.
+WantedBy=networking.service
 UNIT
 systemctl daemon-reload
 systemctl enable homelab-lan-rollback-at-boot.service >/dev/null 2>&1
@@ -76,6 +98,11 @@ systemd-run --unit=homelab-lan-rollback --on-active="$ROLLBACK_SECONDS" --timer-
   /bin/sh -c "cp -a '$state/interfaces.before-lan-uplink' '$iface' && rm -f '$staged' && ifreload -a \
     && touch '$state/lan-uplink.rolled-back'"
 touch "$state/lan-uplink.unconfirmed"
+# vmbr0 may take another MAC address (the bond's, from its first member): the kernel then
+# announces it with a gratuitous ARP, so the gateway and the SSH client that confirms do not keep
+# sending to the old one (ip-sysctl: arp_notify, on a hardware address change).
+sysctl -qw net.ipv4.conf.vmbr0.arp_notify=1 || true
+applying=true
 # Proxmox's own apply: the staged file goes in place, then one `ifreload -a` (Network.pm,
 # reload_network_config), which moves the NIC from vmbr0 into bond0 in one pass.
 systemd-run --unit=homelab-lan-apply --collect pvesh set "/nodes/$NODE/network"
