@@ -25,13 +25,13 @@ import pulumi_proxmoxve as proxmoxve
 import yaml
 
 from components import remote
+from components.kube_vip import API_PORT, kube_vip_manifest
 from components.stack import Access, waits_for
 from policies import tokens
 from spec.kubernetes import K3s
 from spec.models import Cluster
 
 PROXMOX_NODE_LABEL = "homelab/proxmox-node"
-API_PORT = 6443
 # The upstream installer; INSTALL_K3S_VERSION pins the binary it fetches and checks by sha256.
 INSTALLER = "https://get.k3s.io"
 DATA_DIR = "/var/lib/rancher/k3s"
@@ -83,120 +83,6 @@ def cordoned(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> 
     whose anti-affinity group has a member on every other host.
     """
     return [n for n in [*spec.servers, *spec.agents] if placement.get(n) in maintenance]
-
-
-def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
-    """kube-vip as k3s deploys it from its manifests folder: RBAC and a DaemonSet on the servers.
-
-    ARP mode with leader election: one server answers for the API VIP, another takes over within
-    a few seconds when it dies. `svc_enable` makes it announce LoadBalancer Service addresses too.
-    """
-    labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/version": spec.kube_vip_version}
-    env = {
-        "vip_arp": "true",
-        "port": str(API_PORT),
-        "vip_interface": spec.vip_interface,
-        "vip_subnet": "32",
-        "dns_mode": "first",
-        "cp_enable": "true",
-        "cp_namespace": "kube-system",
-        "svc_enable": "true",
-        "svc_leasename": "plndr-svcs-lock",
-        "vip_leaderelection": "true",
-        "vip_leasename": "plndr-cp-lock",
-        # Seconds: a new leader holds the VIP about 5 s after the old one stops renewing.
-        "vip_leaseduration": "5",
-        "vip_renewdeadline": "3",
-        "vip_retryperiod": "1",
-        "address": str(spec.api_vip),
-    }
-    # As kube-vip's own manifest generator writes them for the pinned release (kube-vip
-    # pkg/kubevip/config_generator.go at v0.9.2, GenerateRole).
-    rules = [
-        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
-        {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "update"]},
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "get", "watch", "update", "patch"]},
-        {
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["list", "get", "watch", "update", "create"],
-        },
-        {
-            "apiGroups": ["discovery.k8s.io"],
-            "resources": ["endpointslices"],
-            "verbs": ["list", "get", "watch", "update"],
-        },
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-    ]
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "kube-vip", "namespace": "kube-system", "labels": labels},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "system:kube-vip-role", "labels": labels},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "system:kube-vip-binding", "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-vip-role"},
-            "subjects": [{"kind": "ServiceAccount", "name": "kube-vip", "namespace": "kube-system"}],
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": "kube-vip", "namespace": "kube-system", "labels": labels},
-            "spec": {
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "kube-vip"}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        # Only servers answer for the API address.
-                        "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
-                        "tolerations": [
-                            {"operator": "Exists", "effect": "NoSchedule"},
-                            {"operator": "Exists", "effect": "NoExecute"},
-                        ],
-                        "hostNetwork": True,
-                        "serviceAccountName": "kube-vip",
-                        "priorityClassName": "system-node-critical",
-                        "containers": [
-                            {
-                                "name": "kube-vip",
-                                "image": f"ghcr.io/kube-vip/kube-vip:{spec.kube_vip_version}",
-                                "imagePullPolicy": "IfNotPresent",
-                                "args": ["manager"],
-                                "env": [
-                                    {"name": "vip_nodename", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                                    *({"name": k, "value": v} for k, v in env.items()),
-                                ],
-                                "securityContext": {
-                                    "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
-                                },
-                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                            }
-                        ],
-                    },
-                },
-            },
-        },
-    ]
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """Writes a shared value out in full each time, not as a YAML anchor and alias."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def kube_vip_manifest(spec: K3s) -> str:
-    return yaml.dump_all(kube_vip_documents(spec), Dumper=_PlainDumper, sort_keys=False)
 
 
 def node_config(spec: K3s, guest: str, address: str, role: str) -> str:

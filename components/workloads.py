@@ -293,7 +293,13 @@ class Workloads(pulumi.ComponentResource):
             {KUBE_VIP_LB_ANNOTATION: str(w.load_balancer_ip)} if exposed and w.load_balancer_ip is not None else None
         )
         if exposed:
-            spec = k8s.core.v1.ServiceSpecArgs(type="LoadBalancer", selector=selector, ports=_service_ports(exposed))
+            spec = k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer",
+                selector=selector,
+                ports=_service_ports(exposed),
+                # Traffic goes only to a node with a pod, which sees the client's own address.
+                external_traffic_policy="Local" if w.keep_client_address else None,
+            )
         elif w.ports:
             spec = k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=_service_ports(internal))
         else:

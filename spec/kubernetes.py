@@ -113,6 +113,10 @@ class Workload(Model):
     # does. Its namespace then enforces the `privileged` Pod Security level, the only one that
     # allows it, and every port it opens is on the LAN at its VM's address.
     host_network: bool = False
+    # The exposed ports' LoadBalancer keeps each client's own address (externalTrafficPolicy:
+    # Local), so the app sees who asks: AdGuard Home's per-client rules and statistics. The address
+    # is then announced by a node that runs a pod of the workload (components/kube_vip.py).
+    keep_client_address: bool = False
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -147,6 +151,8 @@ class Workload(Model):
             problems.append(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
         if self.ready_path is not None and not tcp:
             problems.append("ready_path needs a TCP port to send the HTTP check to")
+        if self.keep_client_address and not any(p.expose for p in self.ports):
+            problems.append("keep_client_address applies to exposed ports, and none has expose: true")
         if self.host_network:
             hidden = [p.name for p in self.ports if not p.expose]
             if hidden:

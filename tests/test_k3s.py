@@ -13,8 +13,8 @@ from components.k3s import (
     K3sPlacementError,
     check_server_spread,
     cordoned,
-    kube_vip_documents,
 )
+from components.kube_vip import kube_vip_documents
 from offline.engine import Shape
 from offline.harness import UNKNOWN, ProgramRun, Resource, config_for, run_program
 from policies import tokens
@@ -169,22 +169,38 @@ def test_kube_vip_manifest_is_valid_and_on_every_server_only(stack: str) -> None
     run, spec = program(stack), spec_of(stack_cluster(stack))
     for doc in kube_vip_documents(spec):
         kubernetes_validate.validate(doc, kube_version(spec), strict=True)
-    daemonset = next(d for d in kube_vip_documents(spec) if d["kind"] == "DaemonSet")
-    container = daemonset["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["address"] == str(spec.api_vip)
-    assert env["vip_interface"] == spec.vip_interface
-    assert env["vip_arp"] == env["vip_leaderelection"] == env["cp_enable"] == env["svc_enable"] == "true"
-    assert container["image"].endswith(f":{spec.kube_vip_version}")
+    daemonsets = {d["metadata"]["name"]: d for d in kube_vip_documents(spec) if d["kind"] == "DaemonSet"}
+    assert set(daemonsets) == {"kube-vip", "kube-vip-services"}
+
+    def env_of(name: str) -> dict[str, str]:
+        pod = daemonsets[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["image"].endswith(f":{spec.kube_vip_version}")
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    # The API VIP: on the servers only, one leader among them.
+    cp = env_of("kube-vip")
+    assert daemonsets["kube-vip"]["spec"]["template"]["spec"]["nodeSelector"] == {
+        "node-role.kubernetes.io/control-plane": "true"
+    }
+    assert cp["address"] == str(spec.api_vip) and cp["vip_interface"] == spec.vip_interface
+    assert cp["vip_arp"] == cp["vip_leaderelection"] == cp["cp_enable"] == "true" and cp["svc_enable"] == "false"
+    # Service addresses: every node, one election per Service, so a Local Service is announced
+    # where its pod runs.
+    svc = env_of("kube-vip-services")
+    assert "nodeSelector" not in daemonsets["kube-vip-services"]["spec"]["template"]["spec"]
+    assert svc["svc_enable"] == svc["svc_election"] == "true" and svc["cp_enable"] == "false"
+    assert "address" not in svc
+    assert cp["prometheus_server"] != svc["prometheus_server"]  # both on a server's host network
+    for name in spec.servers:
+        assert "KUBE_VIP_MANIFEST=" in install(run, name).inputs["create"]
+    for name in spec.agents:
+        assert "KUBE_VIP_MANIFEST=" not in install(run, name).inputs["create"]
     # The rules kube-vip's generator writes for v0.9.2 (pkg/kubevip/config_generator.go).
     role = next(d for d in kube_vip_documents(spec) if d["kind"] == "ClusterRole")
     granted = {(r["apiGroups"][0], res, verb) for r in role["rules"] for res in r["resources"] for verb in r["verbs"]}
     assert ("", "pods", "list") in granted and ("", "services/status", "update") in granted
     assert ("coordination.k8s.io", "leases", "create") in granted and len(role["rules"]) == 6
-    for name in spec.servers:
-        assert "KUBE_VIP_MANIFEST=" in install(run, name).inputs["create"]
-    for name in spec.agents:
-        assert "KUBE_VIP_MANIFEST=" not in install(run, name).inputs["create"]
 
 
 def test_servers_sharing_a_host_are_refused() -> None:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from components import remote
-from components.k3s import CONFIG_FILE, INSTALLER, JOIN_TOKEN_FILE, OUT_OF_SERVICE, kube_vip_manifest, node_config
+from components.k3s import CONFIG_FILE, INSTALLER, JOIN_TOKEN_FILE, OUT_OF_SERVICE, node_config
+from components.kube_vip import kube_vip_manifest
 from spec.kubernetes import K3s
 from tests.shell import ScriptRun, run_with_stubs
 from tests.support import stack_cluster

@@ -343,3 +343,11 @@ def test_a_host_network_workload_shares_its_vm_network_in_a_namespace_that_admit
     assert namespaces["media"] == {"pod-security.kubernetes.io/enforce": "baseline"}
     [jellyfin] = [r for r in run.of_type(tokens.STATEFUL_SET) if r.name == "media-jellyfin"]
     assert "hostNetwork" not in jellyfin.inputs["spec"]["template"]["spec"]
+
+
+def test_a_workload_that_keeps_client_addresses_gets_a_local_load_balancer() -> None:
+    run = program("home")
+    services = {r.name: r.inputs["spec"] for r in run.of_type(tokens.K8S_SERVICE)}
+    assert services["dns-adguard-home"]["type"] == "LoadBalancer"
+    assert services["dns-adguard-home"]["externalTrafficPolicy"] == "Local"
+    assert "externalTrafficPolicy" not in services["media-jellyfin"]
