@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from components.claims import claim_templates, grown_claims
 from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
 from components.platform import KUBE_VIP_LB_ANNOTATION, Platform
+from components.seeds import seed_pod_parts, seed_secret
 from components.stack import secret_config, waits_for
 from policies.tokens import HA_LABEL
 from spec.kubernetes import Port, Workload
@@ -155,6 +156,8 @@ class Workloads(pulumi.ComponentResource):
 
         plain_env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(w.env.items())]
         secret = self._secret_env(w, key, labels)
+        seeds = seed_secret(w, key, labels, self._opts(w.namespace))
+        init_containers, seed_volumes = seed_pod_parts(w)
         secret_env = [
             k8s.core.v1.EnvVarArgs(
                 name=name,
@@ -164,7 +167,7 @@ class Workloads(pulumi.ComponentResource):
             )
             for name in sorted(w.secret_env)
         ]
-        after = [secret] if secret is not None else []
+        after = [r for r in (secret, seeds) if r is not None]
         container = k8s.core.v1.ContainerArgs(
             name=w.name,
             image=w.image,
@@ -186,6 +189,8 @@ class Workloads(pulumi.ComponentResource):
             metadata=Meta(labels=labels),
             spec=k8s.core.v1.PodSpecArgs(
                 containers=[container],
+                init_containers=init_containers or None,
+                volumes=seed_volumes or None,
                 topology_spread_constraints=spread_constraints(w, selector),
                 # Apps do not talk to the Kubernetes API.
                 automount_service_account_token=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address
 from typing import Annotated, Literal
 
@@ -87,6 +88,22 @@ class Volume(Model):
     mount_path: Annotated[str, Field(pattern=r"^/")]
 
 
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class SeedFile(Model):
+    """A file the app finds on its volume at its first start, such as a configuration that skips
+    a first-run wizard. Written only when absent: the app owns the file afterwards.
+
+    `${NAME}` in `content` is replaced by the stack secret that `secrets` names for it (`NAME: key`
+    of `pulumi config set --secret homelab:KEY`); the file then travels as a Kubernetes Secret.
+    """
+
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]+$")]
+    content: str
+    secrets: dict[EnvName, ConfigKey] = Field(default_factory=dict)
+
+
 class Workload(Model):
     name: Name
     namespace: Name = "apps"
@@ -117,6 +134,7 @@ class Workload(Model):
     # Local), so the app sees who asks: AdGuard Home's per-client rules and statistics. The address
     # is then announced by a node that runs a pod of the workload (components/kube_vip.py).
     keep_client_address: bool = False
+    seed_files: list[SeedFile] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -151,29 +169,62 @@ class Workload(Model):
             problems.append(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
         if self.ready_path is not None and not tcp:
             problems.append("ready_path needs a TCP port to send the HTTP check to")
-        if self.keep_client_address and not any(p.expose for p in self.ports):
-            problems.append("keep_client_address applies to exposed ports, and none has expose: true")
-        if self.host_network:
-            hidden = [p.name for p in self.ports if not p.expose]
-            if hidden:
-                problems.append(
-                    f"ports {hidden}: on the host network every port is open on the LAN at the VM's address; "
-                    "set expose: true to say so, or leave the port out"
-                )
-            for p in self.ports:
-                if (p.port, p.protocol) in K3S_NODE_PORTS:
-                    problems.append(
-                        f"ports: {p.port}/{p.protocol} is {K3S_NODE_PORTS[(p.port, p.protocol)]} on every k3s node; "
-                        "a host-network pod cannot bind it"
-                    )
-                if NODE_PORT_RANGE[0] <= p.port <= NODE_PORT_RANGE[1]:
-                    problems.append(
-                        f"ports: {p.port}/{p.protocol} is in the NodePort range {NODE_PORT_RANGE[0]}-"
-                        f"{NODE_PORT_RANGE[1]}, which kube-proxy holds on every k3s node; a host-network pod "
-                        "cannot bind it"
-                    )
+        problems += self._seed_problems()
+        problems += self._network_problems()
         refuse(problems)
         return self
+
+    def _network_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.keep_client_address and not any(p.expose for p in self.ports):
+            problems.append("keep_client_address applies to exposed ports, and none has expose: true")
+        if not self.host_network:
+            return problems
+        hidden = [p.name for p in self.ports if not p.expose]
+        if hidden:
+            problems.append(
+                f"ports {hidden}: on the host network every port is open on the LAN at the VM's address; "
+                "set expose: true to say so, or leave the port out"
+            )
+        for p in self.ports:
+            if (p.port, p.protocol) in K3S_NODE_PORTS:
+                problems.append(
+                    f"ports: {p.port}/{p.protocol} is {K3S_NODE_PORTS[(p.port, p.protocol)]} on every k3s node; "
+                    "a host-network pod cannot bind it"
+                )
+            if NODE_PORT_RANGE[0] <= p.port <= NODE_PORT_RANGE[1]:
+                problems.append(
+                    f"ports: {p.port}/{p.protocol} is in the NodePort range {NODE_PORT_RANGE[0]}-"
+                    f"{NODE_PORT_RANGE[1]}, which kube-proxy holds on every k3s node; a host-network pod "
+                    "cannot bind it"
+                )
+        return problems
+
+    def _seed_problems(self) -> list[str]:
+        problems: list[str] = []
+        mounts = [v.mount_path.rstrip("/") + "/" for v in self.volumes]
+        for i, seed in enumerate(self.seed_files):
+            where = f"seed_files[{i}]"
+            if not any(seed.path.startswith(m) for m in mounts):
+                on = [v.mount_path for v in self.volumes]
+                problems.append(
+                    f"{where}.path {seed.path} is on none of this workload's volumes {on}: a pod's own files go "
+                    "with it, so the file would be seeded again at every start"
+                )
+            used = set(PLACEHOLDER.findall(seed.content))
+            problems += [
+                f"{where}: ${{{n}}} in content has no entry in secrets" for n in sorted(used - set(seed.secrets))
+            ]
+            problems += [
+                f"{where}.secrets.{n} is not used in content as ${{{n}}}" for n in sorted(set(seed.secrets) - used)
+            ]
+            own = sorted(set(seed.secrets.values()) & set(PROGRAM_KEYS))
+            if own:
+                problems.append(f"{where}.secrets: {own[0]} is the program's own setting; name a key of its own")
+        twice = sorted({s.path for s in self.seed_files if [t.path for t in self.seed_files].count(s.path) > 1})
+        if twice:
+            problems.append(f"seed_files: {', '.join(twice)} is seeded twice")
+        return problems
 
     @property
     def readiness_port(self) -> str | None:

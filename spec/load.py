@@ -60,8 +60,9 @@ def _where(loc: tuple[int | str, ...], data: Any) -> str:
 
 def secret_keys(cluster: Cluster) -> list[str]:
     """Every config key (`homelab:...`) the program reads as a secret: its access to the cluster
-    and the apps' `secret_env`."""
+    and the apps' `secret_env` and seed files."""
     apps = {key for w in cluster.workloads for key in w.secret_env.values()}
+    apps |= {key for w in cluster.workloads for seed in w.seed_files for key in seed.secrets.values()}
     return [full_key(key) for key in (*ACCESS_SECRETS, *sorted(apps))]
 
 

@@ -30,7 +30,12 @@ def with_secret_env() -> dict[str, Any]:
 def test_an_apps_secret_is_a_secret_config_key() -> None:
     config = config_for("home", cluster=with_secret_env())
     assert config["homelab:uptimeKumaPassword"].startswith("offline-stand-in")
-    assert secrets_of(config) == ["homelab:proxmoxApiToken", "homelab:sshPrivateKey", "homelab:uptimeKumaPassword"]
+    assert secrets_of(config) == [
+        "homelab:proxmoxApiToken",
+        "homelab:sshPrivateKey",
+        "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
+        "homelab:uptimeKumaPassword",
+    ]
 
 
 def test_secret_env_reaches_the_pod_through_a_secret_only() -> None:
@@ -58,6 +63,6 @@ def test_secret_env_reaches_the_pod_through_a_secret_only() -> None:
 
 def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
     config = config_for("home", cluster=with_secret_env())
-    access = ["homelab:proxmoxApiToken", "homelab:sshPrivateKey"]
+    access = ["homelab:proxmoxApiToken", "homelab:sshPrivateKey", "homelab:adguardAdminPasswordHash"]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):
         run_program("home", config, secret=access)
