@@ -19,10 +19,11 @@ $(BIN)/.installed: $(REQUIREMENTS)
 
 # Validators that are not on PyPI, from Debian: cloud-init's own user-data schema check, and
 # corosync's own config parser (`corosync -t`), run in network namespaces made with iproute2's
-# `ip` and util-linux's `unshare`, and udev's and systemd's parsers for the USB4 port files. Each
-# is installed when its command is missing.
+# `ip` and util-linux's `unshare`, udev's and systemd's parsers for the USB4 port files, and a
+# throwaway Ceph cluster on 127.0.0.1 (tests/ceph_cluster.py: ceph-mon brings `monmaptool`, ceph-common
+# `ceph`, `rbd`, `rados`, `ceph-conf`, `ceph-authtool`). Each is installed when its command is missing.
 DEBIAN_TOOLS := cloud-init:cloud-init corosync:corosync ip:iproute2 unshare:util-linux udevadm:udev \
-  systemd-analyze:systemd
+  systemd-analyze:systemd ceph-mon:ceph-mon ceph-mgr:ceph-mgr ceph-osd:ceph-osd ceph:ceph-common
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
