@@ -16,7 +16,7 @@ import pulumi_proxmoxve as proxmoxve
 
 from components import remote
 from components.cloudinit import nocloud_serial, snippet_name, user_data
-from components.network import LAN_BRIDGE
+from components.network import LAN_BRIDGE, LAN_VLAN
 from components.stack import Access, waits_for
 from spec.guests import Guest
 from spec.models import Cluster
@@ -267,7 +267,7 @@ class Guests(pulumi.ComponentResource):
                     *extra_disks,
                 ],
                 network_devices=[
-                    proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio"),
+                    proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio", vlan_id=LAN_VLAN),
                     *self._ceph_nic(guest),
                 ],
                 serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
@@ -347,7 +347,9 @@ class Guests(pulumi.ComponentResource):
                     for i, disk in enumerate(guest.disks)
                     if i > 0
                 ],
-                network_interfaces=[proxmoxve.ContainerLegacyNetworkInterfaceArgs(name="eth0", bridge=LAN_BRIDGE)],
+                network_interfaces=[
+                    proxmoxve.ContainerLegacyNetworkInterfaceArgs(name="eth0", bridge=LAN_BRIDGE, vlan_id=LAN_VLAN)
+                ],
                 operating_system=proxmoxve.ContainerLegacyOperatingSystemArgs(
                     template_file_id=guest.template, type="debian"
                 ),

@@ -23,6 +23,10 @@ from spec.nodes import Bond, Node
 
 LAN_BOND = "bond0"
 LAN_BRIDGE = "vmbr0"
+# The LAN itself, untagged on vmbr0: VLAN 1, the bridge's PVID. A guest NIC is tagged into it
+# explicitly: an untagged NIC on a VLAN-aware bridge is also given every VLAN 2-4094 as a trunk
+# (pve-common src/PVE/Network.pm, bridge_add_interface), so its guest could tag into the Ceph VLAN.
+LAN_VLAN = 1
 STORAGE_BOND = "bond1"
 LAN_BOND_COMMENT = "LAN uplink: survives one cable or port failure"
 LAN_BRIDGE_COMMENT = "management address and guest bridge (VLAN aware)"

@@ -44,6 +44,7 @@ from policies.guest_checks import (  # noqa: E402
     check_ha_shared_storage,
 )
 from policies.link_checks import check_protect_stateful, check_redundant_links  # noqa: E402
+from policies.network_checks import NIC_TYPES, check_guest_nic_vlans  # noqa: E402
 from policies.plan_checks import (  # noqa: E402
     Finding,
     check_maintenance_redundancy,
@@ -148,6 +149,12 @@ POLICIES: list[Policy] = [
         description="Every HA workload's pods are selected by a PodDisruptionBudget (judged once the k3s "
         "cluster's objects are known).",
         validate=_on_stack(check_disruption_budgets),
+    ),
+    ResourceValidationPolicy(
+        name="guest-nic-vlans",
+        description="Every guest NIC names its VLAN: an untagged one on a VLAN-aware bridge gets every VLAN "
+        "as a trunk, the Ceph public VLAN included.",
+        validate=_on_resource(check_guest_nic_vlans, NIC_TYPES),
     ),
     ResourceValidationPolicy(
         name="pod-security",

@@ -38,9 +38,10 @@ def test_vm_inputs_are_power_friendly_and_on_ceph() -> None:
     assert vm["vga"] == {"type": "serial0"}
     assert [d["datastoreId"] for d in vm["disks"]] == ["vm-disks"]
     assert vm["disks"][0]["size"] == 32
-    # LAN, and the Ceph public VLAN for the CSI driver; both on the bonded bridge.
+    # LAN (VLAN 1, tagged explicitly so no other VLAN is trunked to it), and the Ceph public VLAN
+    # for the CSI driver; both on the bonded bridge.
     assert vm["networkDevices"] == [
-        {"bridge": "vmbr0", "model": "virtio"},
+        {"bridge": "vmbr0", "model": "virtio", "vlanId": 1},
         {"bridge": "vmbr0", "model": "virtio", "vlanId": 40},
     ]
     assert vm["initialization"]["ipConfigs"][0]["ipv4"] == {"address": "10.0.10.31/24", "gateway": "10.0.10.1"}

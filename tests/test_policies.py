@@ -52,6 +52,7 @@ def test_pack_levels() -> None:
         "disruption-budgets": EnforcementLevel.MANDATORY,
         "ha-shared-storage": EnforcementLevel.MANDATORY,
         "pod-security": EnforcementLevel.MANDATORY,
+        "guest-nic-vlans": EnforcementLevel.MANDATORY,
         "redundant-links": EnforcementLevel.MANDATORY,
         "survives-any-node": EnforcementLevel.MANDATORY,
         "maintenance-redundancy": EnforcementLevel.ADVISORY,

@@ -330,3 +330,17 @@ def test_host_network_only_where_the_spec_asks_and_in_a_namespace_that_admits_it
     privileged = {"metadata.labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
     v = only(check(edit(stack, "media", privileged, typ=tokens.K8S_NAMESPACE)), "pod-security")
     assert v.message.startswith("namespace media enforces Pod Security privileged, which admits any pod")
+
+
+# --- guest-nic-vlans ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_an_untagged_guest_nic_is_refused(shape: Shape) -> None:
+    stack = full_stack("home", shape)
+    assert not of_policy(check(stack), "guest-nic-vlans")
+    untagged = edit(stack, "k3s-agent-1", {"networkDevices[0].vlanId": None})
+    v = only(check(untagged), "guest-nic-vlans")
+    assert v.message.startswith("k3s-agent-1: NIC 0 on vmbr0 has no VLAN tag, so Proxmox trunks every VLAN")
+    container = edit(stack, "backup", {"networkInterfaces[0].vlanId": None}, typ=tokens.CONTAINER)
+    assert "backup: NIC 0 on vmbr0 has no VLAN tag" in only(check(container), "guest-nic-vlans").message
