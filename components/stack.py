@@ -62,8 +62,19 @@ def ssh_connection(host: str, user: str, key: pulumi.Output[str]) -> command.rem
     return command.remote.ConnectionArgs(host=host, user=user, private_key=key, dial_error_limit=30)
 
 
+INSECURE_REFUSED = (
+    "homelab:proxmoxInsecure is true, which would send the API token to whoever answers at the endpoint "
+    "without checking its certificate. Trust the nodes' certificate instead: set homelab:proxmoxCaCertificate "
+    'to the first node\'s /etc/pve/pve-root-ca.pem (README, "Security model"), or give the nodes an ACME '
+    "certificate; then remove proxmoxInsecure."
+)
+
+
 def connect(cluster: Cluster) -> Access:
     config = pulumi.Config("homelab")
+    if config.get_bool("proxmoxInsecure"):
+        # An unverified endpoint hands the API token to whoever answers at its address.
+        raise pulumi.RunError(INSECURE_REFUSED)
     token = secret_config(PROXMOX_API_TOKEN)
     key = secret_config(SSH_PRIVATE_KEY)
     # Every API call goes through this provider, so it waits for the token's privileges to be checked.
@@ -73,7 +84,7 @@ def connect(cluster: Cluster) -> Access:
         proxmoxve.ProviderArgs(
             endpoint=config.require("proxmoxEndpoint"),
             api_token=token,
-            insecure=config.get_bool("proxmoxInsecure") or False,
+            insecure=False,
             # Snippets and some disk operations go over SSH to the node that owns them.
             ssh=proxmoxve.ProviderSshArgs(
                 username=cluster.proxmox.ssh_user,

@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from components import remote
@@ -402,3 +403,14 @@ def test_the_storage_check_fails_when_no_interface_takes_the_address(tmp_path: P
     assert run.returncode == 1
     assert "no interface of pve2 holds its storage address 10.0.50.12 after 60 tries" in run.stderr
     assert "ping" not in run.commands()
+
+
+def test_an_unverified_api_endpoint_is_refused() -> None:
+    from components.stack import INSECURE_REFUSED
+    from offline.harness import config_for, run_program
+
+    config = {**config_for("home"), "homelab:proxmoxInsecure": "true"}
+    with pytest.raises(pulumi.RunError, match=re.escape(INSECURE_REFUSED[:60])):
+        run_program("home", config)
+    provider = program("home").named("proxmox")
+    assert provider.inputs["insecure"] in (False, "false")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -114,3 +115,59 @@ def test_secrets_are_only_read_in_jobs_with_an_environment() -> None:
         for name, job in load(workflow.name)["jobs"].items():
             if "secrets." in yaml.safe_dump(job).replace("secrets.GITHUB_TOKEN", ""):
                 assert job.get("environment"), f"{workflow.name}: job {name} reads secrets outside an environment"
+
+
+# --- TLS to the Proxmox API is always verified ---------------------------------------------
+
+CA_BUNDLE_SCRIPT = Path(".github/actions/pulumi-on-the-lan/proxmox-ca-bundle.sh")
+FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfakecluster\n-----END CERTIFICATE-----"
+
+
+def run_ca_bundle(tmp_path: Path, stack_config: dict[str, object]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    (tmp_path / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": stack_config}))
+    system = tmp_path / "system.pem"
+    system.write_text("-----BEGIN CERTIFICATE-----\nMIIBsystem\n-----END CERTIFICATE-----\n")
+    env_file = tmp_path / "github_env"
+    env_file.touch()
+    env = {
+        "PATH": os.environ["PATH"],
+        "STACK": "lab",
+        "GITHUB_ENV": str(env_file),
+        "RUNNER_TEMP": str(tmp_path),
+        "SYSTEM_CA_BUNDLE": str(system),
+    }
+    script = ROOT / CA_BUNDLE_SCRIPT
+    run = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    return run, env_file
+
+
+def test_the_deploy_job_trusts_the_stacks_proxmox_ca_beside_the_system_cas(tmp_path: Path) -> None:
+    run, env_file = run_ca_bundle(tmp_path, {"homelab:proxmoxCaCertificate": FAKE_CA})
+    assert run.returncode == 0, run.stderr
+    [line] = env_file.read_text().splitlines()
+    assert line == f"SSL_CERT_FILE={tmp_path / 'homelab-ca-bundle.pem'}"
+    bundle = (tmp_path / "homelab-ca-bundle.pem").read_text()
+    assert "MIIBsystem" in bundle and bundle.rstrip().endswith(FAKE_CA)
+    # Without a CA in the stack, the system's trust is left as it is.
+    (tmp_path / "plain").mkdir()
+    run, env_file = run_ca_bundle(tmp_path / "plain", {"homelab:proxmoxEndpoint": "https://x:8006/"})
+    assert run.returncode == 0 and env_file.read_text() == ""
+
+
+def test_the_ca_bundle_script_passes_shellcheck(tmp_path: Path) -> None:
+    from tests.shell import shellcheck
+
+    assert shellcheck({"ca-bundle": (ROOT / CA_BUNDLE_SCRIPT).read_text()}, tmp_path) == {"ca-bundle": []}
+
+
+def test_the_action_runs_the_ca_step_before_the_cli_is_used() -> None:
+    steps = yaml.safe_load((ROOT / ".github/actions/pulumi-on-the-lan/action.yml").read_text())["runs"]["steps"]
+    names = [s.get("name", s.get("uses", "")) for s in steps]
+    ca = next(i for i, n in enumerate(names) if "CA" in n)
+    assert "proxmox-ca-bundle.sh" in steps[ca]["run"]
+
+
+@pytest.mark.parametrize("stack", ["home", "lab"])
+def test_no_stack_turns_tls_checks_off(stack: str) -> None:
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    assert "homelab:proxmoxInsecure" not in config
