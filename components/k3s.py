@@ -8,8 +8,10 @@ so the API and every later join survive the loss of any one server. kube-vip als
 LoadBalancer addresses the Platform layer hands out.
 
 Each node is labelled with the Proxmox host its VM runs on, so workloads spread across physical
-machines, not just VMs. The admin commands (labels, cordons, the kubeconfig) go over SSH to the
-API VIP: they reach whichever server holds it, so they do not depend on the first server.
+machines, not just VMs. The admin commands (labels, cordons, the kubeconfig) go over SSH to one
+fixed server, the first whose host is not in maintenance (`admin_server`), never to the API VIP:
+whoever answers at the VIP would get them and could hand back a kubeconfig of its own, and a
+fixed address has one SSH host key to check.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def check_server_spread(servers: Sequence[str], placement: Mapping[str, str]) ->
             f"{len(servers)} etcd members and the cluster's quorum; give the servers one anti_affinity group "
             "so placement puts each on its own host"
         )
+
+
+def admin_server(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> str:
+    """The server the admin commands go to: the first one whose Proxmox host is not in
+    maintenance (its VM may be parked there), else the first."""
+    return next((s for s in spec.servers if placement.get(s) not in maintenance), spec.servers[0])
 
 
 def cordoned(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> list[str]:
@@ -155,8 +163,8 @@ class K3sCluster(pulumi.ComponentResource):
             # Guests are reached as the cloud-init user, with the same key as the Proxmox nodes.
             return access.connection(str(cluster.guest(guest).address), user=user)
 
-        # The admin commands land on whichever server holds the VIP (see the module docstring).
-        admin = access.connection(str(spec.api_vip), user=user)
+        # The admin commands go to one fixed server (see the module docstring).
+        admin = ssh(admin_server(spec, placement, {n.name for n in cluster.nodes if n.maintenance}))
         manifest = kube_vip_manifest(spec)
 
         # The etcd members as declared (server-init and server-join installs), registered as an

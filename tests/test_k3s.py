@@ -143,7 +143,8 @@ def test_kubeconfig_is_a_secret_that_points_at_the_api_vip(stack: str) -> None:
     assert "stdout" in read.additional_secret_outputs
     assert read.inputs["logging"] == "stderr"
     assert params(read.inputs["create"])["API_VIP"] == str(spec.api_vip)
-    assert read.inputs["connection"]["host"] == str(spec.api_vip)
+    # Read from a fixed server, never from whoever answers at the VIP.
+    assert read.inputs["connection"]["host"] == str(cluster.guest(spec.servers[0]).address)
     # Read again on an upgrade, which restarts k3s and so renews its client certificate.
     assert read.inputs["triggers"] == [spec.version]
     # Read once the whole cluster is up, so nothing using it races the joins.
@@ -252,3 +253,16 @@ def test_maintenance_cordons_the_parked_server_and_uncordons_when_it_ends(tmp_pa
         assert delete.returncode == 0, delete.stderr
         assert any(c[3:6] == ["kubectl", "uncordon", node] for c in delete.calls), delete.calls
     assert not any(r.name.endswith("-k3s-cordon") for r in program("home").resources)
+
+
+def test_admin_commands_go_to_a_fixed_server_off_any_host_in_maintenance() -> None:
+    from components.k3s import admin_server
+
+    spec = spec_of(stack_cluster("home"))
+    placement = {"k3s-server-1": "pve1", "k3s-server-2": "pve2", "k3s-server-3": "pve3"}
+    assert admin_server(spec, placement, set()) == "k3s-server-1"
+    assert admin_server(spec, placement, {"pve1"}) == "k3s-server-2"
+    run = program("home")
+    vip = str(spec.api_vip)
+    admin = [r for r in run.of_type(tokens.REMOTE_COMMAND) if r.name.endswith(("-k3s-label", "-kubeconfig"))]
+    assert admin and all(r.inputs["connection"]["host"] != vip for r in admin)
