@@ -217,7 +217,8 @@ def guest_ha(c: Cluster) -> list[str]:
         where = f"guests[{g.name}]"
         if g.ha and g.node is not None and not HA_ID.match(rule := node_rule_id(g.name, g.node)):
             out.append(f"{where}.name: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
-        if g.ha and g.anti_affinity is not None and not HA_ID.match(rule := apart_rule_id(g.anti_affinity)):
+        # Every guest's group, HA or not: the name is the group's, and set ha later it becomes the id.
+        if g.anti_affinity is not None and not HA_ID.match(rule := apart_rule_id(g.anti_affinity)):
             out.append(f"{where}.anti_affinity: its HA rule would be {rule}, an id Proxmox refuses; {_HA_ID_RULE}")
         # The provider replaces a container whose node changes (node_name is ForceNew) and reads it
         # on the node in its state (bpg proxmoxtf/resource/container/container.go): a container

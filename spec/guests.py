@@ -8,11 +8,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spec.base import Fraction, Model, Name, refuse
+from spec.base import Fraction, Model, Name, StorageId, refuse
 
 # HA rule and group ids, as the provider validates them (bpg/terraform-provider-proxmox,
 # fwprovider/cluster/ha/resource_harule.go and resource_hagroup.go): Proxmox refuses others.
+# Proxmox's own format is narrower still: `pve-configid` (pve-ha-manager src/PVE/HA/Tools.pm,
+# pve-common JSONSchema.pm CONFIGID_RE `[a-z][a-z0-9_-]+`/i) takes no `.`.
 HA_ID = re.compile(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$")
+
+
+# A Debian package name (Debian Policy 5.6.1): nothing apt could take for an option (`-o...`)
+# or a version, release or path. Names only: the stacks pin no versions.
+PACKAGE = r"^[a-z0-9][a-z0-9+.-]+$"
+# A Proxmox tag (pve-common src/PVE/JSONSchema.pm, PVE_TAG_RE), in lower case: the API takes the
+# list `;`-separated, so a `;` or `,` would make tags of its own.
+TAG = r"^[a-z0-9_][a-z0-9_+.-]*$"
 
 
 def node_rule_id(guest: str, node: str) -> str:
@@ -32,7 +42,7 @@ def prefer_group_id(node: str) -> str:
 
 class Disk(Model):
     size_gib: Annotated[int, Field(ge=1)]
-    storage: str | None = None  # None: the Ceph RBD storage for guest disks
+    storage: StorageId | None = None  # None: the Ceph RBD storage for guest disks
 
 
 class Guest(Model):
@@ -49,14 +59,16 @@ class Guest(Model):
     disks: list[Disk] = Field(min_length=1)
     image: str | None = None  # VM: key of `images`
     # LXC: a template of Proxmox's appliance index, as the volume it becomes (downloaded by pveam).
-    template: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:vztmpl/[A-Za-z0-9._+-]+$")] | None = None
+    # The file name starts with a letter or digit: lxc-template.sh hands it to pveam as an argument.
+    template: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:vztmpl/[A-Za-z0-9][A-Za-z0-9._+-]*$")] | None = None
     ha: bool = False
     load: Fraction = 0.1  # expected share of its vCPUs busy, for the power model
+    # A group name; spec.checks holds it to the HA rule id it becomes (`<group>-apart`).
     anti_affinity: str | None = None
     # Guard a guest that holds data: Pulumi refuses to delete it and so does Proxmox.
     protect: bool = False
-    packages: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
+    packages: list[Annotated[str, Field(pattern=PACKAGE)]] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(pattern=TAG)]] = Field(default_factory=list)
 
     @property
     def ha_id(self) -> str:

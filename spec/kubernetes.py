@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, Name, refuse
+from spec.base import ABSOLUTE_PATH, Model, Name, refuse
 from spec.secrets import PROGRAM_KEYS, SECRET_NAME, ConfigKey, EnvName
 
 
@@ -55,7 +55,9 @@ class K3s(Model):
     # The LAN NIC inside a k3s VM. Proxmox's generated cloud-init network config names NIC n
     # `eth<n>` by MAC (the program sets ip_configs for both NICs), so the LAN NIC is eth0 whatever
     # the image's own naming (ens18 on Debian cloud images).
-    vip_interface: str = "eth0"
+    # A Linux interface name (the kernel's dev_valid_name: below IFNAMSIZ, no `/`, `:` or space,
+    # not `.` or `..`), starting with a letter, digit or `_` so no tool takes it for an option.
+    vip_interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,14}$")] = "eth0"
     load_balancer_pool: AddressRange
     ceph_csi_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "3.14.1"
 
@@ -85,7 +87,7 @@ class Port(Model):
 class Volume(Model):
     name: Name
     size_gib: Annotated[int, Field(ge=1)]
-    mount_path: Annotated[str, Field(pattern=r"^/")]
+    mount_path: Annotated[str, Field(pattern=ABSOLUTE_PATH)]
 
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -99,7 +101,8 @@ class SeedFile(Model):
     of `pulumi config set --secret homelab:KEY`); the file then travels as a Kubernetes Secret.
     """
 
-    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]+$")]
+    # No `..`: a path that climbs out of a volume would pass for one on it.
+    path: Annotated[str, Field(pattern=ABSOLUTE_PATH)]
     content: str
     secrets: dict[EnvName, ConfigKey] = Field(default_factory=dict)
 
@@ -124,7 +127,7 @@ class Workload(Model):
     # A pod gets traffic (and counts for its disruption budget) once it answers on this TCP port
     # (default: its first TCP port); with ready_path, once an HTTP GET there succeeds.
     ready_port: str | None = None
-    ready_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    ready_path: Annotated[str, Field(pattern=r"^/[\x21-\x7e]*$")] | None = None  # printable ASCII, no space
     # The pod shares its VM's network: for apps that find devices on the LAN by broadcast and
     # multicast (mDNS, SSDP, HomeKit, Bluetooth proxies), as Home Assistant's container install
     # does. Its namespace then enforces the `privileged` Pod Security level, the only one that

@@ -30,7 +30,8 @@ class Cluster(Model):
     proxmox: Proxmox = Field(default_factory=Proxmox)
     quorum_device: QuorumDevice | None = None
     access: Access
-    images: dict[str, Image] = Field(default_factory=dict)
+    # A key names the template VM (`tmpl-<key>`), which Proxmox holds to a DNS name.
+    images: dict[Name, Image] = Field(default_factory=dict)
     nodes: list[Node] = Field(min_length=1)
     ceph: Ceph
     guests: list[Guest] = Field(default_factory=list)

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from functools import cache
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
+from zoneinfo import available_timezones
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from spec.base import TEMPLATE_VM_IDS, Model, Name, VlanId, refuse
+from spec.base import TEMPLATE_VM_IDS, LinuxUser, Model, StorageId, VlanId, refuse
+
+# One OpenSSH public key, one line: `<type> <base64 blob> [comment]` (sshd(8), AUTHORIZED_KEYS
+# FILE FORMAT), of the types OpenSSH accepts today. No options prefix (`command="..."`,
+# `from=...`), and a comment of printable ASCII only: the keys become lines of authorized_keys
+# (cloud-init's `ssh_authorized_keys` for the VMs' user, Proxmox's `ssh-public-keys` for the
+# containers' root), where a newline would add a line of its own, options and all. Every blob
+# starts with AAAA: the big-endian length of the type name that opens it.
+SSH_PUBLIC_KEY = (
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+    r"|sk-ecdsa-sha2-nistp256@openssh\.com) AAAA[A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$"
+)
+# An IANA time zone name (`Area/Location`, `Etc/GMT+1`, `EST5EDT`): no dots, so no `..`, which
+# cloud-init would join onto /usr/share/zoneinfo (cc_timezone, distro._find_tz_file).
+TIMEZONE = r"^[A-Za-z_][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+# A cloud image's file name on the images storage. Proxmox's download-url takes an `iso` file
+# only with an .iso or .img extension, and puts `_` for anything outside [a-zA-Z0-9_.-] (pve-storage
+# src/PVE/API2/Storage/Status.pm, download_url; PVE/Storage.pm normalize_content_filename); a
+# first letter or digit keeps out `.`, `..` and a leading `-`.
+IMAGE_FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(img|iso)$"
+
+
+@cache
+def known_timezones() -> frozenset[str]:
+    """The time zones of this machine's IANA database (empty where it has none)."""
+    return frozenset(available_timezones())
 
 
 class Power(Model):
@@ -99,10 +126,10 @@ class Networks(Model):
 
 class Proxmox(Model):
     version: Literal[8, 9] = 9
-    ssh_user: str = "root"
-    local_storage: str = "local-lvm"
-    snippets_storage: str = "local"
-    images_storage: str = "local"
+    ssh_user: LinuxUser = "root"
+    local_storage: StorageId = "local-lvm"
+    snippets_storage: StorageId = "local"
+    images_storage: StorageId = "local"
 
 
 class QuorumDevice(Model):
@@ -116,17 +143,26 @@ class Image(Model):
     # The VM ID of the template made from it, fixed here: an ID derived from the images' order
     # would move an existing template when a new image sorts before it.
     template_vm_id: Annotated[int, Field(ge=TEMPLATE_VM_IDS.start, le=TEMPLATE_VM_IDS.stop - 1)]
-    url: Annotated[str, Field(pattern=r"^https://")]
+    # Printable ASCII, no space: one URL for Proxmox to fetch.
+    url: Annotated[str, Field(pattern=r"^https://[\x21-\x7e]+$")]
     checksum: Annotated[str, Field(pattern=r"^[0-9a-f]{64,128}$")] | None = None
     checksum_algorithm: Literal["sha256", "sha512"] = "sha512"
-    file_name: str
+    file_name: Annotated[str, Field(pattern=IMAGE_FILE_NAME)]
 
 
 class Access(Model):
     """Login for guests: the user cloud-init creates and the keys it trusts."""
 
-    user: Name = "homelab"
-    ssh_public_keys: list[Annotated[str, Field(pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256) ")]] = Field(
-        min_length=1
-    )
-    timezone: str = "Etc/UTC"
+    user: LinuxUser = "homelab"
+    ssh_public_keys: list[Annotated[str, Field(pattern=SSH_PUBLIC_KEY)]] = Field(min_length=1)
+    timezone: Annotated[str, Field(pattern=TIMEZONE)] = "Etc/UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        # Checked where the database is there to check against (a machine without tzdata has
+        # none, and the pattern still holds); the guests' tzdata may be older than this machine's.
+        known = known_timezones()
+        if known and timezone not in known:
+            raise ValueError(f"timezone {timezone} is not a time zone of the IANA database (e.g. Europe/Berlin)")
+        return timezone

@@ -171,3 +171,47 @@ def test_the_action_runs_the_ca_step_before_the_cli_is_used() -> None:
 def test_no_stack_turns_tls_checks_off(stack: str) -> None:
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     assert "homelab:proxmoxInsecure" not in config
+
+
+DEPLOY_ENVIRONMENTS = {"lab", "home"}
+MAIN_ONLY = "github.ref == 'refs/heads/main'"
+
+
+def environments(job: dict[str, Any]) -> set[str]:
+    """The environments a job may run in: its `environment` (a name or {name, url}), once per matrix value."""
+    env = job.get("environment")
+    name = env.get("name") if isinstance(env, dict) else env
+    if not isinstance(name, str):
+        return set()
+    names = {name}
+    for key, values in job.get("strategy", {}).get("matrix", {}).items():
+        if isinstance(values, list):
+            names = {n.replace(f"${{{{ matrix.{key} }}}}", str(v)) for n in names for v in values}
+    return names
+
+
+def test_only_main_deploys_even_from_a_manual_run() -> None:
+    # workflow_dispatch runs on any branch; a deploy job's `if` turns every other ref away before its
+    # environment hands out secrets (and the environments' own branch policy must say `main` too).
+    guarded = set()
+    for workflow in WORKFLOWS:
+        for name, job in load(workflow.name)["jobs"].items():
+            deploys = environments(job) & DEPLOY_ENVIRONMENTS
+            if not deploys:
+                continue
+            condition = str(job.get("if", "")).strip().removeprefix("${{").removesuffix("}}").strip()
+            conjuncts = [part.strip() for part in condition.split("&&")]
+            assert "||" not in condition and MAIN_ONLY in conjuncts, (
+                f"{workflow.name}: job {name} deploys to {sorted(deploys)} without `if: {MAIN_ONLY}`"
+            )
+            guarded |= deploys
+    assert guarded == DEPLOY_ENVIRONMENTS
+    triggers = cast(dict[Any, Any], load("deploy.yml"))[True]  # YAML 1.1 reads the `on` key as True
+    assert set(triggers) == {"push", "workflow_dispatch"} and triggers["push"] == {"branches": ["main"]}
+
+
+def test_the_deploy_environments_recognised_in_a_matrix() -> None:
+    job = {"environment": "${{ matrix.stack }}-preview", "strategy": {"matrix": {"stack": ["home", "lab"]}}}
+    assert environments(job) == {"home-preview", "lab-preview"}
+    assert environments({"environment": {"name": "home", "url": "https://example.org"}}) == {"home"}
+    assert environments({"runs-on": "ubuntu-24.04"}) == set()
