@@ -42,6 +42,7 @@ lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict -c .yamllint.yaml .
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.renovate renovate.json
 	$(BIN)/zizmor --offline --no-progress --persona=auditor .github
 
 typecheck: $(BIN)/.installed
