@@ -6,6 +6,7 @@ Read top to bottom, this is the order the cluster comes up in.
 import pulumi
 
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
+from components.firewall import ProxmoxFirewall
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
 from components.k3s import K3sCluster
@@ -40,6 +41,9 @@ if cluster.networks.storage.mode == "mesh":
 #    survives the loss of either network.
 reachable = StorageReachable(cluster, access, storage_network)
 link1 = CorosyncStorageLink(cluster, access, members, reachable.checks)
+
+# The hosts' firewall: the cluster's own traffic from its own networks, nothing else inbound.
+ProxmoxFirewall(cluster, opts=pulumi.ResourceOptions(provider=access.proxmox, depends_on=link1.ready))
 
 # 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
 #    disks (a Proxmox storage) and for Kubernetes volumes.

@@ -37,6 +37,7 @@ from pulumi_policy import (  # noqa: E402
     StackValidationPolicy,
 )
 
+from policies.firewall_checks import FIREWALL_TYPES, check_deploy_path  # noqa: E402
 from policies.guest_checks import (  # noqa: E402
     GUESTS,
     check_guest_as_planned,
@@ -149,6 +150,12 @@ POLICIES: list[Policy] = [
         description="Every HA workload's pods are selected by a PodDisruptionBudget (judged once the k3s "
         "cluster's objects are known).",
         validate=_on_stack(check_disruption_budgets),
+    ),
+    ResourceValidationPolicy(
+        name="deploy-path-open",
+        description="No firewall rule or alias of the stack can drop the Proxmox API or SSH from the LAN, where "
+        "the owner and the deploy path come from.",
+        validate=_on_resource(check_deploy_path, FIREWALL_TYPES),
     ),
     ResourceValidationPolicy(
         name="guest-nic-vlans",

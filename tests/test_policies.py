@@ -53,6 +53,7 @@ def test_pack_levels() -> None:
         "ha-shared-storage": EnforcementLevel.MANDATORY,
         "pod-security": EnforcementLevel.MANDATORY,
         "guest-nic-vlans": EnforcementLevel.MANDATORY,
+        "deploy-path-open": EnforcementLevel.MANDATORY,
         "redundant-links": EnforcementLevel.MANDATORY,
         "survives-any-node": EnforcementLevel.MANDATORY,
         "maintenance-redundancy": EnforcementLevel.ADVISORY,
