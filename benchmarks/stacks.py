@@ -24,6 +24,7 @@ def generated_cluster(nodes: int) -> dict[str, Any]:
             "address": f"10.0.{1 + i // 200}.{10 + i % 200}",
             "storage_address": f"10.1.{1 + i // 200}.{10 + i % 200}",
             "public_address": f"10.2.{1 + i // 200}.{10 + i % 200}",
+            "ssh_host_key": home["nodes"][0]["ssh_host_key"],
             "hardware": hardware,
             "bond": {"mode": "802.3ad", "members": ["enp1s0", "enp2s0"]},
             "storage_bond": {"mode": "802.3ad", "members": ["enp3s0", "enp4s0"]},

@@ -58,6 +58,7 @@ class ProxmoxCluster(pulumi.ComponentResource):
                 remote.script(
                     "cluster-join",
                     first_node=str(first.address),
+                    first_node_key=first.ssh_host_key,
                     link0=str(node.address),
                     storage_link=str(node.storage_address) if "storage" in cluster.networks.corosync_links else "",
                 ),

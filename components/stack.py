@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_command as command
@@ -53,13 +54,23 @@ class Access:
     proxmox: proxmoxve.Provider
     ssh_user: str
     ssh_private_key: pulumi.Output[str]
+    # The nodes' SSH host keys by address, from the spec: a connection to a node checks its key.
+    host_keys: Mapping[str, str] = field(default_factory=dict)
 
     def connection(self, host: str, user: str | None = None) -> command.remote.ConnectionArgs:
-        return ssh_connection(host, user or self.ssh_user, self.ssh_private_key)
+        return ssh_connection(host, user or self.ssh_user, self.ssh_private_key, self.host_keys.get(host))
 
 
-def ssh_connection(host: str, user: str, key: pulumi.Output[str]) -> command.remote.ConnectionArgs:
-    return command.remote.ConnectionArgs(host=host, user=user, private_key=key, dial_error_limit=30)
+def ssh_connection(
+    host: str, user: str, key: pulumi.Output[str], host_key: str | None = None
+) -> command.remote.ConnectionArgs:
+    """An SSH connection; with `host_key`, pulumi-command refuses a server that shows another key
+    (pulumi-command provider/pkg/provider/remote/connection.go: ssh.FixedHostKey), without it any."""
+    return command.remote.ConnectionArgs(host=host, user=user, private_key=key, dial_error_limit=30, host_key=host_key)
+
+
+def node_host_keys(cluster: Cluster) -> dict[str, str]:
+    return {str(n.address): n.ssh_host_key for n in cluster.nodes}
 
 
 INSECURE_REFUSED = (
@@ -78,7 +89,10 @@ def connect(cluster: Cluster) -> Access:
     token = secret_config(PROXMOX_API_TOKEN)
     key = secret_config(SSH_PRIVATE_KEY)
     # Every API call goes through this provider, so it waits for the token's privileges to be checked.
-    checked = token_check(cluster, ssh_connection(str(cluster.nodes[0].address), cluster.proxmox.ssh_user, key), token)
+    first = cluster.nodes[0]
+    checked = token_check(
+        cluster, ssh_connection(str(first.address), cluster.proxmox.ssh_user, key, first.ssh_host_key), token
+    )
     provider = proxmoxve.Provider(
         "proxmox",
         proxmoxve.ProviderArgs(
@@ -94,4 +108,6 @@ def connect(cluster: Cluster) -> Access:
         ),
         opts=pulumi.ResourceOptions(depends_on=[checked]),
     )
-    return Access(proxmox=provider, ssh_user=cluster.proxmox.ssh_user, ssh_private_key=key)
+    return Access(
+        proxmox=provider, ssh_user=cluster.proxmox.ssh_user, ssh_private_key=key, host_keys=node_host_keys(cluster)
+    )

@@ -82,9 +82,17 @@ class PowerTuning(Model):
     usb_autosuspend: bool = False
 
 
+# A node's SSH host key, `<type> <base64 blob>` as in its /etc/ssh/ssh_host_*_key.pub.
+SSH_HOST_KEY = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) AAAA[A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$"
+
+
 class Node(Model):
     name: Name
     address: IPv4Address
+    # Checked on every SSH connection to the node: the program's commands, the provider's uploads
+    # and the joins. Read it at the node's console (`cat /etc/ssh/ssh_host_ed25519_key.pub`), not
+    # over the network, whose answer is what the key is there to check.
+    ssh_host_key: Annotated[str, Field(pattern=SSH_HOST_KEY)]
     storage_address: IPv4Address  # on the Ceph cluster network (mesh or storage bond)
     public_address: IPv4Address | None = None  # on the Ceph public VLAN, when it is its own network
     hardware: Hardware

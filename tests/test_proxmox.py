@@ -308,21 +308,32 @@ def test_a_node_without_a_root_key_gets_one(tmp_path: Path) -> None:
     assert [c[0] for c in run.calls] == ["ssh-keygen"]
 
 
-@pytest.mark.parametrize("known", [False, True])
-def test_a_join_records_the_first_nodes_host_key_once(tmp_path: Path, known: bool) -> None:
+@pytest.mark.parametrize("recorded", ["", "10.0.10.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMITMattacker\n"])
+def test_a_join_trusts_the_first_nodes_pinned_host_key_only(tmp_path: Path, recorded: str) -> None:
+    # Whatever known_hosts held for the first node (nothing, or a key an impostor showed), the
+    # join trusts the spec's key and never asks the network for one.
     text = program("home").named("pve2-cluster-join").inputs["create"]
+    known = tmp_path / "ssh" / "known_hosts"
+    known.parent.mkdir()
+    known.write_text(recorded)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run2").mkdir()
     stubs = {
-        "ssh-keygen": "exit 0" if known else "exit 1",
-        "ssh-keyscan": "echo '10.0.10.11 ssh-ed25519 AAAAhost'",
+        "ssh-keygen": f'grep -v "^10.0.10.11 " "{known}" > "{known}.tmp"; mv "{known}.tmp" "{known}"',
+        "ssh-keyscan": "echo '10.0.10.11 ssh-ed25519 AAAAfromthenetwork'",
         "ssh": "exit 1",  # link 1 not configured yet
         "pvecm": "exit 0",
     }
-    run = run_with_stubs(f"KNOWN_HOSTS={tmp_path / 'known_hosts'}\n" + text, tmp_path, stubs)
+    run = run_with_stubs(f"KNOWN_HOSTS={known}\n" + text, tmp_path / "run", stubs)
     assert run.returncode == 0, run.stderr
-    assert run.called("ssh-keyscan", "-T", "10", "10.0.10.11") is not known
-    calls = [c[0] for c in run.calls]
-    assert calls.index("pvecm") > calls.index("ssh-keygen")
+    pinned = stack_cluster("home").nodes[0].ssh_host_key
+    assert known.read_text().splitlines() == [f"10.0.10.11 {pinned}"]
+    assert "ssh-keyscan" not in run.commands()
+    calls = run.commands()
+    assert calls.index("pvecm") > 0
     assert run.called("pvecm", "add", "10.0.10.11", "--use_ssh", "1", "--link0", "address=10.0.10.12")
+    again = run_with_stubs(f"KNOWN_HOSTS={known}\n" + text, tmp_path / "run2", stubs)
+    assert again.returncode == 0 and known.read_text().splitlines() == [f"10.0.10.11 {pinned}"]
 
 
 # --- a node that joins after corosync link 1 exists -------------------------------------------
@@ -414,3 +425,12 @@ def test_an_unverified_api_endpoint_is_refused() -> None:
         run_program("home", config)
     provider = program("home").named("proxmox")
     assert provider.inputs["insecure"] in (False, "false")
+
+
+@pytest.mark.parametrize("stack", ["home", "lab"])
+def test_every_connection_to_a_node_checks_its_pinned_host_key(stack: str) -> None:
+    keys = {str(n.address): n.ssh_host_key for n in stack_cluster(stack).nodes}
+    on_nodes = [r for r in program(stack).of_type(tokens.REMOTE_COMMAND) if r.inputs["connection"]["host"] in keys]
+    assert len(on_nodes) > 10
+    for r in on_nodes:
+        assert r.inputs["connection"]["hostKey"] == keys[r.inputs["connection"]["host"]], r.name

@@ -215,3 +215,22 @@ def test_the_deploy_environments_recognised_in_a_matrix() -> None:
     assert environments(job) == {"home-preview", "lab-preview"}
     assert environments({"environment": {"name": "home", "url": "https://example.org"}}) == {"home"}
     assert environments({"runs-on": "ubuntu-24.04"}) == set()
+
+
+# --- SSH host keys of the nodes are pinned -------------------------------------------------
+
+
+def test_the_deploy_job_pins_the_nodes_host_keys_for_the_provider(tmp_path: Path) -> None:
+    from tests.support import stack_cluster
+
+    (tmp_path / "Pulumi.home.yaml").write_text((ROOT / "Pulumi.home.yaml").read_text())
+    known = tmp_path / "ssh" / "known_hosts"
+    env = {"PATH": os.environ["PATH"], "STACK": "home", "KNOWN_HOSTS": str(known), "HOME": str(tmp_path)}
+    script = ROOT / ".github/actions/pulumi-on-the-lan/known-hosts.sh"
+    run = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    expected = [f"{n.address} {n.ssh_host_key}" for n in stack_cluster("home").nodes]
+    assert known.read_text().splitlines() == expected
+    from tests.shell import shellcheck
+
+    assert shellcheck({"known-hosts": script.read_text()}, tmp_path) == {"known-hosts": []}

@@ -5,11 +5,15 @@ if [ -f /etc/pve/corosync.conf ]; then
   exit 0
 fi
 # ssh-copy-id and the BatchMode ssh calls of `pvecm add --use_ssh` cannot answer a host-key
-# prompt: record the first node's key first (trust on first use, on the LAN). Its root already
-# authorized this node's key (cluster-authorize.sh).
+# prompt: the first node's key goes into known_hosts first, the one the spec pins (nodes[].
+# ssh_host_key), never what answers on the network. Its root already authorized this node's key
+# (cluster-authorize.sh).
 known=${KNOWN_HOSTS:-/root/.ssh/known_hosts}  # overridable for tests
-if ! ssh-keygen -F "$FIRST_NODE" -f "$known" >/dev/null 2>&1; then
-  ssh-keyscan -T 10 "$FIRST_NODE" 2>/dev/null >>"$known"
+mkdir -p "$(dirname "$known")"
+touch "$known"
+if ! grep -qxF "$FIRST_NODE $FIRST_NODE_KEY" "$known"; then
+  ssh-keygen -R "$FIRST_NODE" -f "$known" >/dev/null 2>&1 || true
+  echo "$FIRST_NODE $FIRST_NODE_KEY" >>"$known"
 fi
 links=(--link0 "address=$LINK0")
 # A node added after corosync link 1 exists must bring its link-1 address: the cluster refuses a
