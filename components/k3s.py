@@ -53,6 +53,17 @@ DRAIN_TIMEOUT = "10m"
 # Non-graceful node shutdown (GA in Kubernetes 1.28): pods of a node with this taint are deleted
 # and their volumes detached at once, so RWO volumes can attach elsewhere.
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
+# Pod traffic between the VMs goes through WireGuard: flannel's wireguard-native backend keeps a
+# `flannel-wg` link (UDP 51820) to every other node, so what pods send each other across VMs is
+# encrypted wherever it travels, the LAN bond and the switch included. A server flag, which must
+# be the same on every server (k3s `CriticalControlArgs`); agents take it from the server they join
+# (k3s docs, "Basic Network Options"). Every node needs the kernel's wireguard module: Debian's
+# cloud kernels ship it as a module (CONFIG_WIREGUARD=m, checked in linux-image-6.1.0-57-cloud-amd64),
+# which the kernel loads itself when flannel creates the link (its alias rtnl-link-wireguard).
+FLANNEL_BACKEND = "wireguard-native"
+# The pod network: k3s's default --cluster-cidr (pkg/cli/cmds/server.go), which node_config leaves
+# as it is. Network policies name it for what nodes and host-network pods send to pods.
+CLUSTER_CIDR = "10.42.0.0/16"
 
 
 class K3sPlacementError(pulumi.RunError):
@@ -110,16 +121,28 @@ def node_config(spec: K3s, guest: str, address: str, role: str) -> str:
     else:
         # Joins go through the VIP: a fixed registration address that does not die with one server.
         config |= {"server": f"https://{spec.api_vip}:{API_PORT}", "token-file": JOIN_TOKEN_FILE}
-    if role != "agent":
-        config |= {
-            "tls-san": [str(spec.api_vip)],
-            # servicelb and traefik: kube-vip announces LoadBalancer addresses, and traefik's own
-            # LoadBalancer Service would take an address from the pool. local-storage: volumes
-            # come from Ceph, so a pod is never tied to one VM's disk.
-            "disable": ["servicelb", "traefik", "local-storage"],
-            "etcd-snapshot-schedule-cron": SNAPSHOT_CRON,
-            "etcd-snapshot-retention": SNAPSHOT_RETENTION,
-        }
+    if role == "agent":
+        # Not a flag (an agent has none for it) but a note: the agent learns the backend from the
+        # server it joins, only when it starts. When the servers' backend changes, this file
+        # changes with it, and the install script restarts the agent (after every server: the
+        # agents' installs wait for theirs), so no agent stays on the old one.
+        note = f"# flannel-backend, set on the servers: {FLANNEL_BACKEND}\n"
+        return note + yaml.safe_dump(config, sort_keys=False)
+    config |= {
+        "tls-san": [str(spec.api_vip)],
+        # servicelb and traefik: kube-vip announces LoadBalancer addresses, and traefik's own
+        # LoadBalancer Service would take an address from the pool. local-storage: volumes
+        # come from Ceph, so a pod is never tied to one VM's disk.
+        "disable": ["servicelb", "traefik", "local-storage"],
+        "etcd-snapshot-schedule-cron": SNAPSHOT_CRON,
+        "etcd-snapshot-retention": SNAPSHOT_RETENTION,
+        # Encrypted between the VMs (FLANNEL_BACKEND). On a running cluster the change restarts
+        # the servers, then the agents; until the last has restarted, pods on nodes with
+        # different backends cannot reach each other (flannel peers only with nodes of its own
+        # backend type). The old VXLAN routes through flannel.1 are more specific than
+        # flannel-wg's and may outlive the switch: reboot the VMs one at a time afterwards.
+        "flannel-backend": FLANNEL_BACKEND,
+    }
     return yaml.safe_dump(config, sort_keys=False)
 
 

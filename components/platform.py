@@ -29,6 +29,8 @@ STORAGE_CLASS = "ceph-rbd"
 # pinned here next to the manifest it matches.
 KUBE_VIP_CLOUD_PROVIDER = "ghcr.io/kube-vip/kube-vip-cloud-provider:v0.0.12"
 KUBE_VIP_LB_ANNOTATION = "kube-vip.io/loadbalancerIPs"
+# The address pool's ConfigMap, in kube-system: the name the cloud provider looks for.
+KUBE_VIP_CONFIG_MAP = "kubevip"
 Meta = k8s.meta.v1.ObjectMetaArgs
 Selector = k8s.meta.v1.LabelSelectorArgs
 
@@ -152,11 +154,11 @@ class Platform(pulumi.ComponentResource):
     def _kube_vip_cloud_provider(self, pool: AddressRange, k8s_opts: _OptsFactory) -> k8s.apps.v1.Deployment:
         """kube-vip-cloud-provider: gives each LoadBalancer Service an address from the pool."""
         name = "kube-vip-cloud-provider"
-        k8s.core.v1.ConfigMap(
-            "kubevip",
+        config = k8s.core.v1.ConfigMap(
+            KUBE_VIP_CONFIG_MAP,
             k8s.core.v1.ConfigMapInitArgs(
                 # The cloud provider reads this fixed name; range-global serves every namespace.
-                metadata=Meta(name="kubevip", namespace="kube-system"),
+                metadata=Meta(name=KUBE_VIP_CONFIG_MAP, namespace="kube-system"),
                 data={"range-global": f"{pool.start}-{pool.end}"},
             ),
             opts=k8s_opts(),
@@ -174,9 +176,10 @@ class Platform(pulumi.ComponentResource):
                         resources=["leases"],
                         verbs=["get", "list", "watch", "create", "update"],
                     ),
+                    # ConfigMaps are not here: the Role below reads the one it uses.
                     k8s.rbac.v1.PolicyRuleArgs(
                         api_groups=[""],
-                        resources=["configmaps", "endpoints", "events", "services/status"],
+                        resources=["endpoints", "events", "services/status"],
                         verbs=["get", "list", "watch", "create", "update", "patch"],
                     ),
                     k8s.rbac.v1.PolicyRuleArgs(
@@ -196,6 +199,41 @@ class Platform(pulumi.ComponentResource):
                 subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace="kube-system")],
             ),
             opts=k8s_opts(role),
+        )
+        # Its pool, and nothing else among ConfigMaps. kube-vip-cloud-provider v0.0.12 only gets
+        # it by name (pkg/provider/config.go getConfigMap, KubeVipClientConfig "kubevip" in
+        # KubeVipClientConfigNamespace "kube-system"): it lists and watches no ConfigMap and writes
+        # none, since its allocations go on the Services. The CCM framework would read kube-system's
+        # extension-apiserver-authentication, but its main.go sets --authentication-skip-lookup.
+        # Only `get`: RBAC cannot hold a `create` to one name (the name is not known when the
+        # request is authorized), so the provider's fallback of creating an empty ConfigMap when
+        # it finds none fails, and it retries until this one, declared here, is there. A Role in
+        # kube-system, so neither the name nor the namespace is open.
+        config_role = k8s.rbac.v1.Role(
+            f"{name}-config",
+            k8s.rbac.v1.RoleInitArgs(
+                metadata=Meta(name=f"{name}-config", namespace="kube-system"),
+                rules=[
+                    k8s.rbac.v1.PolicyRuleArgs(
+                        api_groups=[""],
+                        resources=["configmaps"],
+                        resource_names=[KUBE_VIP_CONFIG_MAP],
+                        verbs=["get"],
+                    )
+                ],
+            ),
+            opts=k8s_opts(),
+        )
+        config_binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-config",
+            k8s.rbac.v1.RoleBindingInitArgs(
+                metadata=Meta(name=f"{name}-config", namespace="kube-system"),
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name=f"{name}-config"
+                ),
+                subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace="kube-system")],
+            ),
+            opts=k8s_opts(config_role),
         )
         labels = {"app.kubernetes.io/name": name}
         return k8s.apps.v1.Deployment(
@@ -228,7 +266,7 @@ class Platform(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=k8s_opts(binding, account),
+            opts=k8s_opts(binding, config_binding, account, config),
         )
 
 

@@ -5,6 +5,9 @@ with a Service, a PodDisruptionBudget and topology spread across Proxmox hosts: 
 HA workload never share a physical host, so losing one host leaves the others serving, and a
 drain never takes the last one down at once.
 
+Each pod runs under the runtime's seccomp filter with every capability dropped but those it needs,
+and takes connections only on its declared ports (components/network_policies.py).
+
 Every Kubernetes object goes through the k3s cluster's provider, named explicitly.
 """
 
@@ -17,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from components.claims import claim_templates, grown_claims
 from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
+from components.network_policies import allow_ingress, closed_networks, isolate_namespace
 from components.platform import KUBE_VIP_LB_ANNOTATION, Platform
 from components.seeds import seed_pod_parts, seed_secret
 from components.stack import secret_config, waits_for
@@ -88,17 +92,54 @@ def readiness_probe(w: Workload) -> k8s.core.v1.ProbeArgs | None:
 
 
 def pod_security(namespace: str, workloads: Sequence[Workload]) -> dict[str, str]:
-    """The namespace's Pod Security labels. Baseline: no privileged pods, host namespaces or host
-    paths for apps. A namespace holding a host-network workload must enforce `privileged`, the
-    only level that admits a pod on the host network; it still warns and audits at baseline, so
-    anything else a pod there asks beyond baseline shows."""
+    """The namespace's Pod Security labels. Enforced: baseline, so no privileged pods, host
+    namespaces or host paths for apps. Warned and audited: restricted, so what still stands
+    between an app and it shows. Restricted is not enforced: it refuses a container that may run
+    as root (`runAsNonRoot`), and the shipped apps' images (AdGuard Home, Home Assistant,
+    Jellyfin, Uptime Kuma, whoami) start as root. A namespace holding a host-network workload
+    must enforce `privileged`, the only level that admits a pod on the host network; it still
+    warns and audits at baseline, so anything else a pod there asks beyond baseline shows."""
     if any(w.host_network for w in workloads if w.namespace == namespace):
         return {
             "pod-security.kubernetes.io/enforce": "privileged",
             "pod-security.kubernetes.io/warn": "baseline",
             "pod-security.kubernetes.io/audit": "baseline",
         }
-    return {"pod-security.kubernetes.io/enforce": "baseline"}
+    return {
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+
+
+def pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
+    """The container runtime's default seccomp filter for every container of the pod (without
+    it, a pod runs unconfined): what restricted asks, and baseline allows."""
+    return k8s.core.v1.PodSecurityContextArgs(seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
+
+
+def container_security_context(added: Sequence[str] = ()) -> k8s.core.v1.SecurityContextArgs:
+    """No capability but ADDED, and no way to gain more (no setuid binary or file capability
+    raises what the process has)."""
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=list(added) or None),
+    )
+
+
+def app_capabilities(w: Workload) -> list[str]:
+    """What the app's container keeps. NET_BIND_SERVICE for a port below 1024 (AdGuard Home's 53,
+    whoami's 80): these images run as root, and root binds such a port only with that
+    capability. k3s's containerd lowers ip_unprivileged_port_start in a pod's own network
+    namespace (enable_unprivileged_ports), but not on the host network, so it is kept wherever
+    the pod runs. Both baseline and restricted allow adding it. Then what the spec names for the
+    image (`capabilities`: Uptime Kuma's entrypoint needs SETGID for `setpriv --clear-groups`).
+
+    Nothing else: the runtime's defaults (NET_RAW among them) are dropped too. Home Assistant's
+    DHCP-watching discovery opens a raw socket, so the home stack names NET_RAW for it, which a
+    host-network workload's privileged namespace admits (spec.kubernetes refuses it elsewhere)."""
+    added = ["NET_BIND_SERVICE"] if any(p.port < 1024 for p in w.ports) else []
+    return [*added, *(c for c in w.capabilities if c not in added)]
 
 
 class Workloads(pulumi.ComponentResource):
@@ -119,6 +160,12 @@ class Workloads(pulumi.ComponentResource):
         self.workloads = cluster.workloads
         for workload in cluster.workloads:
             self._workload(workload)
+        # Each app namespace closed but for what its workloads' policies open
+        # (components/network_policies.py); apps never reach the Ceph networks.
+        ceph = cluster.networks.ceph
+        closed = closed_networks([ceph.public, ceph.cluster])
+        for name in self.namespaces:
+            isolate_namespace(name, closed, self._opts(name))
         self.register_outputs({"workloads": [f"{w.namespace}/{w.name}" for w in cluster.workloads]})
 
     def _opts(
@@ -184,7 +231,12 @@ class Workloads(pulumi.ComponentResource):
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name=v.name, mount_path=v.mount_path) for v in w.volumes]
             or None,
             readiness_probe=readiness_probe(w),
+            security_context=container_security_context(app_capabilities(w)),
         )
+        for init in init_containers:
+            # The seed copy runs as root into the volume's root-owned folders and reads the
+            # root-owned Secret files: no capability needed.
+            init.security_context = container_security_context()
         pod = k8s.core.v1.PodTemplateSpecArgs(
             metadata=Meta(labels=labels),
             spec=k8s.core.v1.PodSpecArgs(
@@ -197,9 +249,11 @@ class Workloads(pulumi.ComponentResource):
                 host_network=w.host_network or None,
                 # On the host network a pod would ask the VM's resolver; this keeps cluster names.
                 dns_policy="ClusterFirstWithHostNet" if w.host_network else None,
+                security_context=pod_security_context(),
             ),
         )
         service = self._services(w, key, namespace, selector)
+        allow_ingress(w, key, selector, self._opts(w.namespace))
         if w.volumes:
             # Read-write-once volumes: one pod owns each claim, so a StatefulSet, protected. Its
             # governing Service is headless (per-pod DNS), apart from the one clients use.

@@ -90,6 +90,17 @@ class Volume(Model):
     mount_path: Annotated[str, Field(pattern=ABSOLUTE_PATH)]
 
 
+# The capabilities Pod Security's baseline level lets a container add (Kubernetes "Pod Security
+# Standards": baseline, capabilities), and NET_RAW, which only a host-network workload may ask for
+# (its namespace enforces privileged).
+BASELINE_CAPABILITIES = (
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+)  # fmt: skip
+Capability = Literal[
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT", "NET_RAW",
+]  # fmt: skip
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -138,6 +149,9 @@ class Workload(Model):
     # is then announced by a node that runs a pod of the workload (components/kube_vip.py).
     keep_client_address: bool = False
     seed_files: list[SeedFile] = Field(default_factory=list)
+    # Capabilities the container keeps beyond NET_BIND_SERVICE (added for a port below 1024): all
+    # others are dropped. What an image's own start needs, such as Uptime Kuma's SETGID.
+    capabilities: list[Capability] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -179,6 +193,11 @@ class Workload(Model):
 
     def _network_problems(self) -> list[str]:
         problems: list[str] = []
+        if "NET_RAW" in self.capabilities and not self.host_network:
+            problems.append(
+                "capabilities: NET_RAW is beyond Pod Security's baseline, which this workload's namespace enforces; "
+                "only a host_network workload (in a privileged namespace) may have it"
+            )
         if self.keep_client_address and not any(p.expose for p in self.ports):
             problems.append("keep_client_address applies to exposed ports, and none has expose: true")
         if not self.host_network:

@@ -112,6 +112,7 @@ def test_first_server_installs_with_cluster_init(tmp_path: Path) -> None:
         "disable": ["servicelb", "traefik", "local-storage"],
         "etcd-snapshot-schedule-cron": "0 */6 * * *",
         "etcd-snapshot-retention": 28,
+        "flannel-backend": "wireguard-native",
     }
     assert (tmp_path / "state" / "kube-vip.yaml").read_text() == "kind: DaemonSet\n"
     assert run.called("sudo", "-n", "modprobe", "rbd")
