@@ -70,8 +70,8 @@ def _ports(ports: Sequence[Port]) -> list[net.NetworkPolicyPortArgs]:
 def ingress_rules(w: Workload) -> list[net.NetworkPolicyIngressRuleArgs]:
     """What may connect to the workload's pods: its exposed ports from anywhere (no `from`), its
     internal ports from the cluster; nothing else."""
-    exposed = [p for p in w.ports if p.expose]
-    internal = [p for p in w.ports if not p.expose]
+    exposed = w.on_the_lan
+    internal = [p for p in w.ports if p not in exposed]
     rules: list[net.NetworkPolicyIngressRuleArgs] = []
     if exposed:
         rules.append(net.NetworkPolicyIngressRuleArgs(ports=_ports(exposed)))
@@ -85,7 +85,7 @@ def allow_ingress(
     w: Workload, key: str, selector: Mapping[str, str], opts: pulumi.ResourceOptions
 ) -> net.NetworkPolicy | None:
     """The workload's ingress policy (see the module docstring); none on the host network."""
-    if w.host_network:
+    if w.on_host_network:
         return None
     return net.NetworkPolicy(
         f"{key}-ingress",

@@ -99,7 +99,7 @@ def pod_security(namespace: str, workloads: Sequence[Workload]) -> dict[str, str
     Jellyfin, Uptime Kuma, whoami) start as root. A namespace holding a host-network workload
     must enforce `privileged`, the only level that admits a pod on the host network; it still
     warns and audits at baseline, so anything else a pod there asks beyond baseline shows."""
-    if any(w.host_network for w in workloads if w.namespace == namespace):
+    if any(w.on_host_network for w in workloads if w.namespace == namespace):
         return {
             "pod-security.kubernetes.io/enforce": "privileged",
             "pod-security.kubernetes.io/warn": "baseline",
@@ -139,7 +139,9 @@ def app_capabilities(w: Workload) -> list[str]:
     DHCP-watching discovery opens a raw socket, so the home stack names NET_RAW for it, which a
     host-network workload's privileged namespace admits (spec.kubernetes refuses it elsewhere)."""
     added = ["NET_BIND_SERVICE"] if any(p.port < 1024 for p in w.ports) else []
-    return [*added, *(c for c in w.capabilities if c not in added)]
+    # NET_RAW only where the namespace admits it: on the host network (not while setup is pending).
+    wanted = [c for c in w.capabilities if c != "NET_RAW" or w.on_host_network]
+    return [*added, *(c for c in wanted if c not in added)]
 
 
 class Workloads(pulumi.ComponentResource):
@@ -246,9 +248,9 @@ class Workloads(pulumi.ComponentResource):
                 topology_spread_constraints=spread_constraints(w, selector),
                 # Apps do not talk to the Kubernetes API.
                 automount_service_account_token=False,
-                host_network=w.host_network or None,
+                host_network=w.on_host_network or None,
                 # On the host network a pod would ask the VM's resolver; this keeps cluster names.
-                dns_policy="ClusterFirstWithHostNet" if w.host_network else None,
+                dns_policy="ClusterFirstWithHostNet" if w.on_host_network else None,
                 security_context=pod_security_context(),
             ),
         )
@@ -346,8 +348,8 @@ class Workloads(pulumi.ComponentResource):
         second, ClusterIP Service named `<name>-internal`. A workload without ports gets a
         headless Service, which a StatefulSet needs as its governing Service.
         """
-        exposed = [p for p in w.ports if p.expose]
-        internal = [p for p in w.ports if not p.expose]
+        exposed = w.on_the_lan
+        internal = [p for p in w.ports if p not in exposed]
         annotations = (
             {KUBE_VIP_LB_ANNOTATION: str(w.load_balancer_ip)} if exposed and w.load_balancer_ip is not None else None
         )

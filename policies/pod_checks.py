@@ -14,7 +14,7 @@ pod anywhere else, at `pulumi up`, after everything before it changed. Judged he
 from __future__ import annotations
 
 from policies.props import Declared, get, k8s_name, known, labels, where
-from policies.tokens import DEPLOYMENT, K8S_NAMESPACE, STATEFUL_SET
+from policies.tokens import DEPLOYMENT, K8S_NAMESPACE, K8S_SERVICE, STATEFUL_SET
 from spec import Cluster
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -35,7 +35,7 @@ def _namespace(r: Declared, cluster: Cluster) -> list[str]:
     if not apps:
         return []  # not an app namespace of the spec (the platform's own, for instance)
     level = labels(known(get(r.props, "metadata", "labels"), f"namespace {name}'s labels")).get(ENFORCE)
-    on_host = [w.name for w in apps if w.host_network]
+    on_host = [w.name for w in apps if w.on_host_network]
     if on_host and level != "privileged":
         return [
             f"namespace {name} enforces Pod Security {level or '(none)'}, which refuses the pods of "
@@ -54,9 +54,31 @@ def _pods(r: Declared, cluster: Cluster) -> list[str]:
     if not on_host:
         return []
     name, namespace = k8s_name(r)
-    if any(w.name == name and w.namespace == namespace and w.host_network for w in cluster.workloads):
+    if any(w.name == name and w.namespace == namespace and w.on_host_network for w in cluster.workloads):
         return []
     return [
         f"{where(namespace, name)}: its pods use the host network, which the spec does not ask for; set "
         "host_network: true on the workload if it needs the LAN itself"
+    ]
+
+
+def check_setup_pages(r: Declared, cluster: Cluster) -> list[str]:
+    """`setup-pages-private`: no LoadBalancer puts an app's first-run page on the LAN while the
+    spec says its setup is pending (whoever reaches the page first owns the app)."""
+    if r.resource_type != K8S_SERVICE:
+        return []
+    if known(get(r.props, "spec", "type"), f"{r.name}'s type") != "LoadBalancer":
+        return []
+    _, namespace = k8s_name(r)
+    selector = labels(known(get(r.props, "spec", "selector"), f"{r.name}'s selector"))
+    pending = [
+        w.name
+        for w in cluster.workloads
+        if w.setup_pending and w.namespace == namespace and selector.get("app.kubernetes.io/name") == w.name
+    ]
+    return [
+        f"{where(namespace, k8s_name(r)[0])} puts {name}'s ports on the LAN while its setup is pending: whoever "
+        "reaches its first-run page first owns it; finish the setup through kubectl port-forward, then set "
+        "setup_pending: false"
+        for name in pending
     ]

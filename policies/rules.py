@@ -52,11 +52,11 @@ from policies.plan_checks import (  # noqa: E402
     check_power_budget,
     check_survives_any_node,
 )
-from policies.pod_checks import POD_SECURITY_TYPES, check_pod_security  # noqa: E402
+from policies.pod_checks import POD_SECURITY_TYPES, check_pod_security, check_setup_pages  # noqa: E402
 from policies.props import Declared, NotKnownYetError, spec_or_reason  # noqa: E402
 from policies.quorum_checks import check_quorum_members  # noqa: E402
 from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
-from policies.tokens import CLUSTER_COMPONENT  # noqa: E402
+from policies.tokens import CLUSTER_COMPONENT, K8S_SERVICE  # noqa: E402
 from spec import Cluster  # noqa: E402
 
 PACK_NAME = "homelab-policies"
@@ -168,6 +168,11 @@ POLICIES: list[Policy] = [
         description="Pods use the host network only where the spec asks (host_network), in namespaces that "
         "enforce the privileged Pod Security level; other app namespaces enforce baseline.",
         validate=_on_resource(check_pod_security, POD_SECURITY_TYPES),
+    ),
+    ResourceValidationPolicy(
+        name="setup-pages-private",
+        description="No LoadBalancer puts an app on the LAN while the spec says its first-run setup is pending.",
+        validate=_on_resource(check_setup_pages, (K8S_SERVICE,)),
     ),
     ResourceValidationPolicy(
         name="ha-shared-storage",

@@ -152,6 +152,11 @@ class Workload(Model):
     # Capabilities the container keeps beyond NET_BIND_SERVICE (added for a port below 1024): all
     # others are dropped. What an image's own start needs, such as Uptime Kuma's SETGID.
     capabilities: list[Capability] = Field(default_factory=list)
+    # The app's first-run page is open to whoever reaches it first (Home Assistant's onboarding,
+    # Jellyfin's wizard, Uptime Kuma's first admin). While true, none of its ports is on the LAN:
+    # no LoadBalancer, no host network. Finish its setup through `kubectl port-forward`, then set
+    # it to false.
+    setup_pending: bool = False
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -247,6 +252,16 @@ class Workload(Model):
         if twice:
             problems.append(f"seed_files: {', '.join(twice)} is seeded twice")
         return problems
+
+    @property
+    def on_host_network(self) -> bool:
+        """On its VM's network now: asked for, and its setup done."""
+        return self.host_network and not self.setup_pending
+
+    @property
+    def on_the_lan(self) -> list[Port]:
+        """The ports a LoadBalancer puts on the LAN now: the exposed ones, once setup is done."""
+        return [] if self.setup_pending else [p for p in self.ports if p.expose]
 
     @property
     def readiness_port(self) -> str | None:

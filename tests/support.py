@@ -71,3 +71,21 @@ def program(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
 
 def program_with(stack: str, data: dict[str, Any], shape: Shape = Shape.FIRST) -> ProgramRun:
     return run_program(stack, config_for(stack, cluster=data), shape=shape)
+
+
+def set_up_data(stack: str) -> dict[str, Any]:
+    """The stack's spec once every app's first-run setup is done (`setup_pending` off): what the
+    apps look like on the LAN afterwards."""
+    data = stack_data(stack)
+    for workload in data.get("workloads", []):
+        workload["setup_pending"] = False
+    return data
+
+
+@cache
+def program_set_up(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
+    return program_with(stack, set_up_data(stack), shape)
+
+
+def cluster_set_up(stack: str) -> Cluster:
+    return parse_cluster(set_up_data(stack))

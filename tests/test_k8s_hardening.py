@@ -27,7 +27,16 @@ from policies import tokens
 from spec import parse_cluster
 from spec.kubernetes import K3s, Workload
 from spec.models import Cluster
-from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
+from tests.support import (
+    STACKS,
+    cluster_set_up,
+    patched,
+    program,
+    program_set_up,
+    program_with,
+    set_up_data,
+    stack_cluster,
+)
 from tests.test_workloads import kube_version, manifest, owner
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -168,7 +177,7 @@ def spec_of(cluster: Cluster) -> K3s:
 
 def with_more_workloads() -> tuple[ProgramRun, Cluster]:
     """The home stack with an internal port on Jellyfin and an app that has no port at all."""
-    data = stack_data("home")
+    data = set_up_data("home")
     jellyfin = next(i for i, w in enumerate(data["workloads"]) if w["name"] == "jellyfin")
     ports = [*data["workloads"][jellyfin]["ports"], {"name": "metrics", "port": 9100}]
     worker = {"name": "worker", "namespace": "jobs", "image": "example/worker:1.0", "replicas": 2}
@@ -198,7 +207,7 @@ def test_every_app_namespace_denies_by_default(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_workload_takes_its_exposed_ports_from_anywhere_and_nothing_else(stack: str) -> None:
-    run, cluster = program(stack), stack_cluster(stack)
+    run, cluster = program_set_up(stack), cluster_set_up(stack)
     policies = network_policies(run)
     for w in cluster.workloads:
         if w.host_network:
@@ -235,7 +244,7 @@ def test_an_internal_port_is_open_to_the_cluster_only_and_a_portless_app_to_noth
 
 
 def test_a_host_network_workload_gets_no_policy_that_would_pretend_to_hold_it() -> None:
-    run, cluster = program("home"), stack_cluster("home")
+    run, cluster = program_set_up("home"), cluster_set_up("home")
     [assistant] = [w for w in cluster.workloads if w.host_network]
     labels = pod_of(run, assistant).labels
     ingress = [
@@ -322,7 +331,7 @@ def test_a_port_53_app_keeps_net_bind_service_and_a_high_port_app_does_not() -> 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_app_namespaces_enforce_baseline_and_warn_at_restricted(stack: str) -> None:
-    run, cluster = program(stack), stack_cluster(stack)
+    run, cluster = program_set_up(stack), cluster_set_up(stack)
     namespaces = {
         r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"] for r in run.of_type(tokens.K8S_NAMESPACE)
     }

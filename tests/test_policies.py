@@ -54,6 +54,7 @@ def test_pack_levels() -> None:
         "pod-security": EnforcementLevel.MANDATORY,
         "guest-nic-vlans": EnforcementLevel.MANDATORY,
         "deploy-path-open": EnforcementLevel.MANDATORY,
+        "setup-pages-private": EnforcementLevel.MANDATORY,
         "redundant-links": EnforcementLevel.MANDATORY,
         "survives-any-node": EnforcementLevel.MANDATORY,
         "maintenance-redundancy": EnforcementLevel.ADVISORY,

@@ -13,7 +13,7 @@ from offline.harness import UNKNOWN, Resource, config_for
 from offline.policy_run import Violation, run_policies
 from policies import tokens
 from tests.policy_support import config_with, edit, full_stack, named, resource, without
-from tests.support import patched, stack_data
+from tests.support import patched, program_set_up, set_up_data, stack_data
 
 SHAPES = list(Shape)
 
@@ -313,22 +313,25 @@ def test_unprotected_volumes_are_advisory() -> None:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_host_network_only_where_the_spec_asks_and_in_a_namespace_that_admits_it(shape: Shape) -> None:
-    stack = full_stack("home", shape)
-    assert not of_policy(check(stack), "pod-security")  # home-assistant: host network, namespace privileged
+    stack = list(program_set_up("home", shape).resources)
+    set_up_config = config_with("home", set_up_data("home"))
+    assert not of_policy(
+        check(stack, config=set_up_config), "pod-security"
+    )  # home-assistant: host network, namespace privileged
     # A workload the spec keeps off the host network.
     jellyfin = edit(stack, "media-jellyfin", {"spec.template.spec.hostNetwork": True}, typ=tokens.STATEFUL_SET)
-    v = only(check(jellyfin), "pod-security")
+    v = only(check(jellyfin, config=set_up_config), "pod-security")
     assert v.message.startswith("media/jellyfin: its pods use the host network, which the spec does not ask for")
     # The namespace left at baseline: the API would refuse home-assistant's pods at `pulumi up`.
     baseline = {"metadata.labels": {"pod-security.kubernetes.io/enforce": "baseline"}}
-    v = only(check(edit(stack, "home", baseline, typ=tokens.K8S_NAMESPACE)), "pod-security")
+    v = only(check(edit(stack, "home", baseline, typ=tokens.K8S_NAMESPACE), config=set_up_config), "pod-security")
     assert v.message == (
         "namespace home enforces Pod Security baseline, which refuses the pods of home-assistant on the host "
         "network; it must enforce privileged"
     )
     # A privileged namespace with nothing on the host network.
     privileged = {"metadata.labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
-    v = only(check(edit(stack, "media", privileged, typ=tokens.K8S_NAMESPACE)), "pod-security")
+    v = only(check(edit(stack, "media", privileged, typ=tokens.K8S_NAMESPACE), config=set_up_config), "pod-security")
     assert v.message.startswith("namespace media enforces Pod Security privileged, which admits any pod")
 
 
@@ -344,3 +347,15 @@ def test_an_untagged_guest_nic_is_refused(shape: Shape) -> None:
     assert v.message.startswith("k3s-agent-1: NIC 0 on vmbr0 has no VLAN tag, so Proxmox trunks every VLAN")
     container = edit(stack, "backup", {"networkInterfaces[0].vlanId": None}, typ=tokens.CONTAINER)
     assert "backup: NIC 0 on vmbr0 has no VLAN tag" in only(check(container), "guest-nic-vlans").message
+
+
+# --- setup-pages-private ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_an_app_awaiting_setup_is_never_on_a_load_balancer(shape: Shape) -> None:
+    stack = full_stack("home", shape)
+    assert not of_policy(check(stack), "setup-pages-private")
+    exposed = edit(stack, "media-jellyfin", {"spec.type": "LoadBalancer"}, typ=tokens.K8S_SERVICE)
+    v = only(check(exposed), "setup-pages-private")
+    assert v.message.startswith("media/jellyfin puts jellyfin's ports on the LAN while its setup is pending")

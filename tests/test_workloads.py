@@ -22,7 +22,16 @@ from policies import tokens
 from policies.tokens import HA_LABEL
 from spec.kubernetes import K3s, Workload
 from spec.models import Cluster
-from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
+from tests.support import (
+    STACKS,
+    cluster_set_up,
+    patched,
+    program,
+    program_set_up,
+    program_with,
+    stack_cluster,
+    stack_data,
+)
 
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 # Values only known after `pulumi up` (the Ceph fsid and client key) are the engine's unknown
@@ -222,7 +231,7 @@ def test_workloads_with_volumes_are_protected_statefulsets_on_the_default_class(
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_exposed_ports_get_a_load_balancer_address_the_others_stay_in_cluster(stack: str) -> None:
-    run, cluster = program(stack), stack_cluster(stack)
+    run, cluster = program_set_up(stack), cluster_set_up(stack)
     for w in cluster.workloads:
         services = {r.inputs["metadata"]["name"]: r.inputs for r in of_kind(run, tokens.K8S_SERVICE, w)}
         main = services[w.name]
@@ -330,7 +339,7 @@ def test_every_replicas_claim_of_every_volume_is_sized() -> None:
 
 
 def test_a_host_network_workload_shares_its_vm_network_in_a_namespace_that_admits_it() -> None:
-    run = program("home")
+    run = program_set_up("home")
     [sts] = [r for r in run.of_type(tokens.STATEFUL_SET) if r.name == "home-home-assistant"]
     pod = sts.inputs["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
@@ -352,3 +361,21 @@ def test_a_workload_that_keeps_client_addresses_gets_a_local_load_balancer() -> 
     assert services["dns-adguard-home"]["type"] == "LoadBalancer"
     assert services["dns-adguard-home"]["externalTrafficPolicy"] == "Local"
     assert "externalTrafficPolicy" not in services["media-jellyfin"]
+
+
+def test_apps_awaiting_setup_stay_off_the_lan_until_the_spec_says_it_is_done() -> None:
+    run = program("home")
+    services = {r.name: r.inputs["spec"] for r in run.of_type(tokens.K8S_SERVICE)}
+    for key in ("home-home-assistant", "media-jellyfin", "monitoring-uptime-kuma"):
+        assert services[key]["type"] == "ClusterIP", key
+    assert services["dns-adguard-home"]["type"] == "LoadBalancer"  # seeded: no open first-run page
+    [assistant] = [r for r in run.of_type(tokens.STATEFUL_SET) if r.name == "home-home-assistant"]
+    pod = assistant.inputs["spec"]["template"]["spec"]
+    assert "hostNetwork" not in pod  # on its VM's network only once set up
+    # NET_RAW needs the privileged namespace of the host network: not while setup is pending.
+    assert "NET_RAW" not in pod["containers"][0]["securityContext"]["capabilities"].get("add", [])
+    namespaces = {r.name: r.inputs["metadata"]["labels"] for r in run.of_type(tokens.K8S_NAMESPACE)}
+    assert namespaces["home"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    after = program_set_up("home")
+    services = {r.name: r.inputs["spec"] for r in after.of_type(tokens.K8S_SERVICE)}
+    assert services["media-jellyfin"]["type"] == "LoadBalancer"
