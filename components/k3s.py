@@ -157,6 +157,10 @@ def machine_identity(machine: pulumi.Resource) -> pulumi.Input[str] | None:
     return machine.network_devices.apply(lambda nics: (nics[0].mac_address or "") if nics else "")
 
 
+# Five minutes for a new VM's first boot: cloud-init installs the guest agent that reads the key.
+HOST_KEY_TRIES = 60
+
+
 class K3sCluster(pulumi.ComponentResource):
     """k3s over SSH on the spec's server and agent guests; `kubeconfig` and `provider` for what runs on it."""
 
@@ -182,9 +186,24 @@ class K3sCluster(pulumi.ComponentResource):
         # What the caller said to wait for holds back the first commands, not only this component.
         before = waits_for(opts)
 
+        # Each VM's SSH host key, read through Proxmox (vm-host-key.sh), checked on every
+        # connection to it; read again when the VM is created anew.
+        first_node = cluster.nodes[0]
+        self.host_keys = {
+            guest: remote.run(
+                f"{guest}-host-key",
+                access.connection(str(first_node.address)),
+                remote.script("vm-host-key", vmid=cluster.guest(guest).vm_id, tries=HOST_KEY_TRIES, wait_seconds=5),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*before, machines[guest]]),
+                triggers=[machine_identity(machines[guest])],
+            )
+            for guest in [*spec.servers, *spec.agents]
+        }
+
         def ssh(guest: str) -> command.remote.ConnectionArgs:
             # Guests are reached as the cloud-init user, with the same key as the Proxmox nodes.
-            return access.connection(str(cluster.guest(guest).address), user=user)
+            key = self.host_keys[guest].stdout.apply(str.strip)
+            return access.connection(str(cluster.guest(guest).address), user=user, host_key=key)
 
         # The admin commands go to one fixed server (see the module docstring).
         admin = ssh(admin_server(spec, placement, {n.name for n in cluster.nodes if n.maintenance}))

@@ -57,12 +57,15 @@ class Access:
     # The nodes' SSH host keys by address, from the spec: a connection to a node checks its key.
     host_keys: Mapping[str, str] = field(default_factory=dict)
 
-    def connection(self, host: str, user: str | None = None) -> command.remote.ConnectionArgs:
-        return ssh_connection(host, user or self.ssh_user, self.ssh_private_key, self.host_keys.get(host))
+    def connection(
+        self, host: str, user: str | None = None, host_key: pulumi.Input[str] | None = None
+    ) -> command.remote.ConnectionArgs:
+        """SSH to HOST, checking its host key: a node's from the spec, a VM's as given."""
+        return ssh_connection(host, user or self.ssh_user, self.ssh_private_key, host_key or self.host_keys.get(host))
 
 
 def ssh_connection(
-    host: str, user: str, key: pulumi.Output[str], host_key: str | None = None
+    host: str, user: str, key: pulumi.Output[str], host_key: pulumi.Input[str] | None = None
 ) -> command.remote.ConnectionArgs:
     """An SSH connection; with `host_key`, pulumi-command refuses a server that shows another key
     (pulumi-command provider/pkg/provider/remote/connection.go: ssh.FixedHostKey), without it any."""

@@ -99,7 +99,9 @@ def node_of(resource: Resource, by_address: dict[str, str]) -> str | None:
     node = resource.inputs.get("nodeName")
     if isinstance(node, str):
         return node
-    host = (resource.inputs.get("connection") or {}).get("host") if isinstance(resource.inputs, dict) else None
+    connection = resource.inputs.get("connection")
+    # A connection holding a value known only after up (a VM's host key) is unknown as a whole.
+    host = connection.get("host") if isinstance(connection, dict) else None
     return by_address.get(host) if isinstance(host, str) else None
 
 

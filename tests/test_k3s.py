@@ -137,7 +137,7 @@ def test_join_token_is_a_secret_on_stdin_never_in_a_script(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_kubeconfig_is_a_secret_that_points_at_the_api_vip(stack: str) -> None:
-    run, cluster = program(stack), stack_cluster(stack)
+    run, cluster = program(stack, Shape.UPDATE), stack_cluster(stack)
     spec = spec_of(cluster)
     read = run.named(f"{cluster.name}-kubeconfig")
     assert "stdout" in read.additional_secret_outputs
@@ -155,14 +155,21 @@ def test_kubeconfig_is_a_secret_that_points_at_the_api_vip(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_guests_are_reached_as_the_cloud_init_user(stack: str) -> None:
-    run, cluster = program(stack), stack_cluster(stack)
+def test_guests_are_reached_as_the_cloud_init_user_checking_their_host_key(stack: str) -> None:
+    # A built stack's preview: the host keys are the key commands' outputs, known by then.
+    run, cluster = program(stack, Shape.UPDATE), stack_cluster(stack)
     spec = spec_of(cluster)
     for name in [*spec.servers, *spec.agents]:
         connection = install(run, name).inputs["connection"]
         assert connection["host"] == str(cluster.guest(name).address)
         assert connection["user"] == cluster.access.user
+        # The key the VM holds, read through Proxmox from the first node (vm-host-key.sh).
+        key = run.named(f"{name}-host-key")
+        assert connection["hostKey"] == key.outputs["stdout"].strip()
+        assert key.inputs["connection"]["host"] == str(cluster.nodes[0].address)
         assert "connection" in install(run, name).secret_paths  # it carries the private key
+    # In a first preview the key is not known yet, and neither is the connection as a whole.
+    assert program(stack).named(f"{spec.servers[0]}-k3s").inputs["connection"] == UNKNOWN
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -262,7 +269,7 @@ def test_admin_commands_go_to_a_fixed_server_off_any_host_in_maintenance() -> No
     placement = {"k3s-server-1": "pve1", "k3s-server-2": "pve2", "k3s-server-3": "pve3"}
     assert admin_server(spec, placement, set()) == "k3s-server-1"
     assert admin_server(spec, placement, {"pve1"}) == "k3s-server-2"
-    run = program("home")
+    run = program("home", Shape.UPDATE)
     vip = str(spec.api_vip)
     admin = [r for r in run.of_type(tokens.REMOTE_COMMAND) if r.name.endswith(("-k3s-label", "-kubeconfig"))]
     assert admin and all(r.inputs["connection"]["host"] != vip for r in admin)

@@ -257,3 +257,42 @@ def test_cordon_taints_out_of_service_only_a_node_that_is_down(tmp_path: Path) -
         assert up.returncode == 0, up.stderr
         assert not any("taint" in c for c in up.calls), status
         assert any(c[3:5] == ["kubectl", "drain"] for c in up.calls)
+
+
+# --- a VM's SSH host key, read through Proxmox -----------------------------------------------
+
+VM_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMvmkeyofthevm0123456789abcdefghijklmnop"
+
+
+def run_host_key(tmp_path: Path, agent_after: int) -> ScriptRun:
+    """The key script for k3s-server-2 (VM 202, now on pve3 after a failover); the guest agent
+    answers from the AGENT_AFTER-th try on."""
+    from tests.support import program
+
+    text = program("home").named("k3s-server-2-host-key").inputs["create"]
+    assert isinstance(text, str)
+    resources = '[{"vmid": 201, "node": "pve1"}, {"vmid": 202, "node": "pve3"}, {"vmid": 203, "node": "pve2"}]'
+    pvesh = (
+        f"case \"$2\" in\n  /cluster/resources) echo '{resources}' ;;\n"
+        "  /nodes/pve3/qemu/202/agent/file-read)\n"
+        '    n=$(cat "$STATE/n" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/n"\n'
+        f'    [ "$n" -ge {agent_after} ] || {{ echo "QEMU guest agent is not running" >&2; exit 255; }}\n'
+        f'    echo \'{{"content": "{VM_KEY} root@k3s-server-2\\\\n", "truncated": 0}}\' ;;\n'
+        "  *) exit 2 ;;\nesac"
+    )
+    return run_with_stubs(text, tmp_path, {"pvesh": pvesh, "sleep": "exit 0"})
+
+
+def test_the_vm_host_key_is_read_from_the_node_it_runs_on_once_its_agent_answers(tmp_path: Path) -> None:
+    run = run_host_key(tmp_path, agent_after=2)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == VM_KEY + "\n"  # type and key only: what pulumi-command pins
+    reads = [c for c in run.calls if c[:2] == ["pvesh", "get"] and "agent" in c[2]]
+    assert len(reads) == 3 and all(c[2] == "/nodes/pve3/qemu/202/agent/file-read" for c in reads)
+    assert reads[0][3:5] == ["--file", "/etc/ssh/ssh_host_ed25519_key.pub"]
+
+
+def test_no_agent_no_key(tmp_path: Path) -> None:
+    run = run_host_key(tmp_path, agent_after=999)
+    assert run.returncode == 1 and run.stdout == ""
+    assert "could not read VM 202's SSH host key through its guest agent after 60 tries" in run.stderr
