@@ -10,7 +10,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt
 # Tools that come as wheels (shellcheck, zizmor, ...) live in the venv's bin.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: preview test lint typecheck unit tools bench clean
+.PHONY: preview test lint typecheck unit tools bench clean hashes
 
 $(BIN)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ unit: $(BIN)/.installed tools
 
 ## Everything CI runs.
 test: lint typecheck unit
+
+## The hashed lock files CI's deploy and preview jobs install from (`pip install --require-hashes`):
+## run after changing requirements.txt or policies/requirements.txt (a test checks they agree).
+PIP_COMPILE = $(abspath $(BIN))/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --allow-unsafe --strip-extras
+hashes: $(BIN)/.installed
+	$(PIP_COMPILE) -o requirements.hashes.txt requirements.txt
+	cd policies && $(PIP_COMPILE) -o requirements.hashes.txt requirements.txt
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.preview_speed

@@ -234,3 +234,49 @@ def test_the_deploy_job_pins_the_nodes_host_keys_for_the_provider(tmp_path: Path
     from tests.shell import shellcheck
 
     assert shellcheck({"known-hosts": script.read_text()}, tmp_path) == {"known-hosts": []}
+
+
+# --- CI installs every package against a hash ------------------------------------------------
+
+HASHED = {
+    "requirements.txt": "requirements.hashes.txt",
+    "policies/requirements.txt": "policies/requirements.hashes.txt",
+}
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", re.MULTILINE)
+
+
+@pytest.mark.parametrize(("pins", "locked"), sorted(HASHED.items()))
+def test_the_hashed_lock_files_pin_what_the_requirements_pin_every_package_hashed(pins: str, locked: str) -> None:
+    wanted = {name.lower().replace("_", "-"): v for name, v in PIN.findall((ROOT / pins).read_text())}
+    text = (ROOT / locked).read_text()
+    # Each entry: `name==version \` at the start of a line, then its indented `--hash` lines.
+    entries: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line[0].isspace():
+            assert entries, f"{locked}: an indented line before any entry: {line!r}"
+            entries[next(reversed(entries))].append(line)
+            continue
+        assert PIN.match(line), f"{locked}: not a pinned entry: {line!r}"
+        entries[line] = []
+    locked_pins: dict[str, str] = {}
+    for head, rest in entries.items():
+        match = PIN.match(head)
+        assert match
+        name = match[1].lower().replace("_", "-")
+        locked_pins[name] = match[2]
+        assert any("--hash=sha256:" in x for x in rest), f"{locked}: {name} has no hash (make hashes)"
+    # Every package the requirements name, at the same version: a change there needs `make hashes`.
+    stale = {n: (v, locked_pins.get(n)) for n, v in wanted.items() if locked_pins.get(n) != v}
+    assert not stale, f"{locked} is out of date with {pins} (run `make hashes`): {stale}"
+    assert "://" not in text, f"{locked} records a download address"
+    source = re.search(r"^--(find-links|index-url|extra-index-url)", text, re.MULTILINE)
+    assert not source, f"{locked}: names a package source"
+
+
+def test_the_deploy_action_installs_with_hashes_only() -> None:
+    steps = yaml.safe_load((ROOT / ".github/actions/pulumi-on-the-lan/action.yml").read_text())["runs"]["steps"]
+    installs = [line for s in steps for line in s.get("run", "").splitlines() if "pip install" in line]
+    assert len(installs) == 2
+    assert all("--require-hashes -r" in line and "hashes.txt" in line for line in installs)
