@@ -1,6 +1,6 @@
 """The pod network closed but for what each app's Services promise, pods without capabilities they
-do not need, traffic between the VMs encrypted, Secrets encrypted at rest, and the cloud provider
-reading only its own ConfigMap.
+do not need, traffic between the VMs encrypted, and the cloud provider reading only its own
+ConfigMap.
 
 NetworkPolicies are judged by what they let through, with the API's semantics (a pod selected by
 no policy takes anything; one selected by some takes what one of their rules allows), for a LAN
@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from ipaddress import IPv4Network, ip_address
 from typing import Any
 
 import kubernetes_validate
@@ -20,13 +17,14 @@ import pytest
 import yaml
 
 from components import k3s
-from components.k3s import CLUSTER_CIDR, node_config
+from components.k3s import node_config
 from components.workloads import BUILTIN_NAMESPACES
 from offline.harness import ProgramRun, Resource
 from policies import tokens
 from spec import parse_cluster
 from spec.kubernetes import K3s, Workload
 from spec.models import Cluster
+from tests.netpol import INTERNET, KUBE_DNS_POD, LAN_CLIENT, NODE_IN_POD_NETWORK, OTHER_APP, Endpoint, allowed, selects
 from tests.support import (
     STACKS,
     cluster_set_up,
@@ -71,86 +69,6 @@ SERVER_ONLY = {
     "secrets-encryption",
 }
 PROBE_PORTS = [22, 53, 80, 443, 1900, 3000, 3001, 5353, 8080, 8096, 8123, 9100, 10250]
-
-
-# --- a small NetworkPolicy evaluator -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Something that sends or receives traffic: a pod (namespace and labels) or a bare address."""
-
-    ip: str
-    namespace: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_pod(self) -> bool:
-        return self.namespace is not None
-
-
-LAN_CLIENT = Endpoint("10.0.10.77")
-# A node's flannel address: what a node or a host-network pod sends from to a pod elsewhere.
-NODE_IN_POD_NETWORK = Endpoint(str(next(IPv4Network(CLUSTER_CIDR).hosts())))
-OTHER_APP = Endpoint("10.42.7.9", "elsewhere", {"app.kubernetes.io/name": "other"})
-KUBE_DNS_POD = Endpoint("10.42.0.5", "kube-system", {"k8s-app": "kube-dns"})
-INTERNET = Endpoint("1.1.1.1")
-
-
-def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    assert not (selector or {}).get("matchExpressions"), "the evaluator reads matchLabels only"
-    return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
-
-
-def _namespace_labels(namespace: str) -> dict[str, str]:
-    return {"kubernetes.io/metadata.name": namespace}
-
-
-def _peer_matches(peer: dict[str, Any], other: Endpoint, policy_namespace: str) -> bool:
-    if "ipBlock" in peer:
-        block = peer["ipBlock"]
-        address = ip_address(other.ip)
-        return address in IPv4Network(block["cidr"]) and not any(
-            address in IPv4Network(e) for e in block.get("except", [])
-        )
-    if not other.is_pod:
-        return False
-    assert other.namespace is not None
-    if "namespaceSelector" in peer:
-        if not _matches(peer["namespaceSelector"], _namespace_labels(other.namespace)):
-            return False
-    elif other.namespace != policy_namespace:
-        return False
-    return "podSelector" not in peer or _matches(peer["podSelector"], other.labels)
-
-
-def _port_matches(ports: list[dict[str, Any]] | None, port: int, protocol: str) -> bool:
-    if not ports:
-        return True
-    return any(p.get("port") in (None, port) and p.get("protocol", "TCP") == protocol for p in ports)
-
-
-def allowed(
-    policies: Iterable[dict[str, Any]], direction: str, pod: Endpoint, other: Endpoint, port: int, protocol: str
-) -> bool:
-    """Whether POD takes (direction Ingress) or sends (Egress) traffic from or to OTHER on PORT."""
-    selecting = [
-        p
-        for p in policies
-        if p["metadata"]["namespace"] == pod.namespace
-        and _matches(p["spec"]["podSelector"], pod.labels)
-        and direction in p["spec"].get("policyTypes", ["Ingress"])
-    ]
-    if not selecting:
-        return True
-    key, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    for policy in selecting:
-        for rule in policy["spec"].get(key, []):
-            if not _port_matches(rule.get("ports"), port, protocol):
-                continue
-            if not rule.get(peers) or any(_peer_matches(peer, other, pod.namespace or "") for peer in rule[peers]):
-                return True
-    return False
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -252,7 +170,7 @@ def test_a_host_network_workload_gets_no_policy_that_would_pretend_to_hold_it() 
         for p in network_policies(run)
         if p["metadata"]["namespace"] == assistant.namespace and p["spec"]["podSelector"].get("matchLabels")
     ]
-    assert not [p for p in ingress if _matches(p["spec"]["podSelector"], labels)]
+    assert not [p for p in ingress if selects(p["spec"]["podSelector"], labels)]
     # Its namespace still isolates any other pod placed there.
     stranger = Endpoint("10.42.9.9", assistant.namespace, {"app.kubernetes.io/name": "other"})
     assert not allowed(network_policies(run), "Ingress", stranger, LAN_CLIENT, 8123, "TCP")
