@@ -19,13 +19,12 @@ import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve.cluster.firewall.security import GroupLegacy, GroupLegacyArgs, GroupLegacyRuleArgs
 
 from components.stack import waits_for
+from policies.firewall_checks import DEPLOY_PORTS
 from spec.models import Cluster
 
 MANAGEMENT_GROUP = "homelab-mgmt"
 CEPH_GROUP = "homelab-ceph"
 PING_GROUP = "homelab-ping"
-# Ports an owner and the deploy path (a LAN address: CI's Tailscale subnet route) must keep.
-DEPLOY_PORTS = (8006, 22)
 
 
 class ProxmoxFirewall(pulumi.ComponentResource):

@@ -18,6 +18,8 @@ from policies.tokens import FIREWALL_ALIAS, FIREWALL_GROUP, FIREWALL_RULES
 from spec import Cluster
 
 FIREWALL_TYPES = (FIREWALL_RULES, FIREWALL_GROUP, FIREWALL_ALIAS)
+# Ports the owner and the deploy path (a LAN address: CI's Tailscale subnet route) must keep;
+# components/firewall.py opens them from the LAN.
 DEPLOY_PORTS = (8006, 22)
 # Proxmox's macros that carry one of those ports (pve-firewall src/PVE/Firewall.pm, $pve_fw_macros).
 DEPLOY_MACROS = {"SSH": 22}

@@ -160,7 +160,7 @@ def ceph(c: Cluster) -> list[str]:
         for label, pool in (("ceph.guest_pool", c.ceph.guest_pool), ("ceph.kubernetes_pool", c.ceph.kubernetes_pool))
         if pool.size > osd_hosts
     ]
-    budget = pg_budget_problem([c.ceph.guest_pool, c.ceph.kubernetes_pool], sum(len(n.osds) for n in c.nodes))
+    budget = pg_budget_problem(c.pools, c.osd_count)
     return out + ([budget] if budget else [])
 
 

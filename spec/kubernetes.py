@@ -93,10 +93,6 @@ class Volume(Model):
 # The capabilities Pod Security's baseline level lets a container add (Kubernetes "Pod Security
 # Standards": baseline, capabilities), and NET_RAW, which only a host-network workload may ask for
 # (its namespace enforces privileged).
-BASELINE_CAPABILITIES = (
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-)  # fmt: skip
 Capability = Literal[
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
     "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT", "NET_RAW",

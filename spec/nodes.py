@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from spec.base import Model, Name, Watts, dupes, refuse
+from spec.settings import SSH_HOST_KEY
 
 
 class Nic(Model):
@@ -80,10 +81,6 @@ class PowerTuning(Model):
     powertop_auto_tune: bool = True
     # USB autosuspend breaks some NICs and keyboards; off unless asked.
     usb_autosuspend: bool = False
-
-
-# A node's SSH host key, `<type> <base64 blob>` as in its /etc/ssh/ssh_host_*_key.pub.
-SSH_HOST_KEY = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) AAAA[A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$"
 
 
 class Node(Model):

@@ -17,10 +17,13 @@ from spec.base import TEMPLATE_VM_IDS, LinuxUser, Model, StorageId, VlanId, refu
 # (cloud-init's `ssh_authorized_keys` for the VMs' user, Proxmox's `ssh-public-keys` for the
 # containers' root), where a newline would add a line of its own, options and all. Every blob
 # starts with AAAA: the big-endian length of the type name that opens it.
+HOST_KEY_TYPES = r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)"
+_KEY_AND_COMMENT = r" AAAA[A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$"
 SSH_PUBLIC_KEY = (
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
-    r"|sk-ecdsa-sha2-nistp256@openssh\.com) AAAA[A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$"
+    rf"^({HOST_KEY_TYPES}|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com){_KEY_AND_COMMENT}"
 )
+# A host's own key: the same syntax, of the types sshd holds as host keys (no security keys).
+SSH_HOST_KEY = rf"^({HOST_KEY_TYPES}){_KEY_AND_COMMENT}"
 # An IANA time zone name (`Area/Location`, `Etc/GMT+1`, `EST5EDT`): no dots, so no `..`, which
 # cloud-init would join onto /usr/share/zoneinfo (cc_timezone, distro._find_tz_file).
 TIMEZONE = r"^[A-Za-z_][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"

@@ -42,20 +42,23 @@ def udev_reads(folder: Path, at: str, command: list[str]) -> str:
     return out.stdout + out.stderr
 
 
+def udev_problems(folder: Path, suffix: str, at: str, command: list[str], read: str) -> list[str]:
+    """What udev logs about FOLDER's `*.SUFFIX` files, read from /etc/AT; each must show as READ."""
+    log = udev_reads(folder, at, command)
+    files = [f"/etc/{at}/{path.name}" for path in folder.glob(f"*.{suffix}")]
+    for name in files:
+        assert read.format(name) in log, log
+    return [line for line in log.splitlines() if any(f"{name}:" in line for name in files)]
+
+
 def link_problems(folder: Path) -> list[str]:
-    log = udev_reads(folder, FILES_AT["link"], ["udevadm", "test-builtin", "net_setup_link", "/sys/class/net/lo"])
-    for path in folder.glob("*.link"):
-        assert f'Parsed configuration file "/etc/systemd/network/{path.name}"' in log, log
-    ours = [f"/etc/systemd/network/{p.name}:" for p in folder.glob("*.link")]
-    return [line for line in log.splitlines() if any(o in line for o in ours)]
+    command = ["udevadm", "test-builtin", "net_setup_link", "/sys/class/net/lo"]
+    return udev_problems(folder, "link", FILES_AT["link"], command, 'Parsed configuration file "{}"')
 
 
 def rules_problems(folder: Path) -> list[str]:
-    log = udev_reads(folder, FILES_AT["rules"], ["udevadm", "test", "--action=add", "/sys/class/net/lo"])
-    for path in folder.glob("*.rules"):
-        assert f"Reading rules file: /etc/udev/rules.d/{path.name}" in log, log
-    ours = [f"/etc/udev/rules.d/{p.name}:" for p in folder.glob("*.rules")]
-    return [line for line in log.splitlines() if any(o in line for o in ours)]
+    command = ["udevadm", "test", "--action=add", "/sys/class/net/lo"]
+    return udev_problems(folder, "rules", FILES_AT["rules"], command, "Reading rules file: {}")
 
 
 def unit_problems(unit: Path, tmp_path: Path) -> str:

@@ -164,7 +164,11 @@ def test_the_action_runs_the_ca_step_before_the_cli_is_used() -> None:
     steps = yaml.safe_load((ROOT / ".github/actions/pulumi-on-the-lan/action.yml").read_text())["runs"]["steps"]
     names = [s.get("name", s.get("uses", "")) for s in steps]
     ca = next(i for i, n in enumerate(names) if "CA" in n)
-    assert "proxmox-ca-bundle.sh" in steps[ca]["run"]
+    keys = next(i for i, n in enumerate(names) if "host keys" in n)
+    cli = next(i for i, s in enumerate(steps) if "pulumi/actions" in s.get("uses", ""))
+    assert "proxmox-ca-bundle.sh" in steps[ca]["run"] and "known-hosts.sh" in steps[keys]["run"]
+    # Both take effect for every later step, the CLI's preview and up among them.
+    assert ca < cli and keys < cli
 
 
 @pytest.mark.parametrize("stack", ["home", "lab"])
