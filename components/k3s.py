@@ -34,12 +34,22 @@ from spec.kubernetes import K3s
 from spec.models import Cluster
 
 PROXMOX_NODE_LABEL = "homelab/proxmox-node"
-# The upstream installer; INSTALL_K3S_VERSION pins the binary it fetches and checks by sha256.
-INSTALLER = "https://get.k3s.io"
+# The upstream installer, pinned: get.k3s.io serves whatever is on k3s's main branch, so the
+# script is fetched by commit (content that cannot change) and checked against the sha256 that
+# k3s records beside it at that commit (k3s-io/k3s install.sh.sha256sum, kept in step with
+# install.sh by k3s's CI since PR #8312). The script is version-independent: INSTALL_K3S_VERSION
+# picks the release, whose binary it checks against that release's sha256sum-<arch>.txt.
+# A new installer is a new commit and hash here, reviewed in a pull request.
+INSTALLER_COMMIT = "019b0afdd830e36f5e4b7a5b237e6a4339e6a6be"
+INSTALLER_SHA256 = "68ae766b4c4fd2c8032f712cdd346c8f9d1ae60eaeb4736a1155effda44ea23d"
+INSTALLER = f"https://raw.githubusercontent.com/k3s-io/k3s/{INSTALLER_COMMIT}/install.sh"
 DATA_DIR = "/var/lib/rancher/k3s"
 MANIFESTS = f"{DATA_DIR}/server/manifests"
 SERVER_TOKEN = f"{DATA_DIR}/server/token"
 JOIN_TOKEN_FILE = "/etc/rancher/k3s/join-token"
+# Written by k3s at a server's first start with secrets-encryption (and on joining servers, from
+# the cluster's bootstrap data): its absence beside etcd data means a cluster started without it.
+ENCRYPTION_CONFIG = f"{DATA_DIR}/server/cred/encryption-config.json"
 # Every flag lives here rather than on the installer's command line: the installer bakes its
 # arguments into the systemd unit and only runs on a new version, so a changed flag would never
 # reach a running node. The script restarts k3s when this file changes.
@@ -142,6 +152,11 @@ def node_config(spec: K3s, guest: str, address: str, role: str) -> str:
         # backend type). The old VXLAN routes through flannel.1 are more specific than
         # flannel-wg's and may outlive the switch: reboot the VMs one at a time afterwards.
         "flannel-backend": FLANNEL_BACKEND,
+        # Secrets (the Ceph key, apps' passwords) encrypted at rest in etcd and its snapshots.
+        # Only from a server's first start: k3s does not support turning it on later (docs.k3s.io
+        # cli/secrets-encrypt), and it is a critical value that every server must share. The
+        # install script refuses to add it to a server whose etcd was started without it.
+        "secrets-encryption": True,
     }
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -224,9 +239,11 @@ class K3sCluster(pulumi.ComponentResource):
                 "node_name": guest,
                 "api_vip": str(spec.api_vip),
                 "installer": INSTALLER,
+                "installer_sha256": INSTALLER_SHA256,
                 "token_file": JOIN_TOKEN_FILE,
                 "config_file": CONFIG_FILE,
                 "data_dir": DATA_DIR,
+                "encryption_config": ENCRYPTION_CONFIG,
                 "k3s_config": node_config(spec, guest, str(cluster.guest(guest).address), role),
             }
             if role != "agent":

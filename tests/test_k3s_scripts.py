@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from components import remote
-from components.k3s import CONFIG_FILE, INSTALLER, JOIN_TOKEN_FILE, OUT_OF_SERVICE, node_config
+from components.k3s import CONFIG_FILE, ENCRYPTION_CONFIG, INSTALLER, JOIN_TOKEN_FILE, OUT_OF_SERVICE, node_config
 from components.kube_vip import kube_vip_manifest
 from spec.kubernetes import K3s
 from tests.shell import ScriptRun, run_with_stubs
@@ -25,9 +26,12 @@ def spec_of() -> K3s:
 
 TOKEN = "K10deadbeef::server:s3cret"
 VERSION = "v1.33.5+k3s1"
+# What the stub curl serves as the installer, and the hash pinned for it.
+INSTALLER_TEXT = "echo installer\n"
+PINNED = hashlib.sha256(INSTALLER_TEXT.encode()).hexdigest()
 
 
-def render(role: str, version: str = VERSION) -> str:
+def render(role: str, version: str = VERSION, installer_sha256: str = PINNED) -> str:
     spec = spec_of()
     params: dict[str, str | int] = {
         "role": role,
@@ -35,9 +39,11 @@ def render(role: str, version: str = VERSION) -> str:
         "node_name": "k3s-server-1",
         "api_vip": str(spec.api_vip),
         "installer": INSTALLER,
+        "installer_sha256": installer_sha256,
         "token_file": JOIN_TOKEN_FILE,
         "config_file": CONFIG_FILE,
         "data_dir": "/var/lib/rancher/k3s",
+        "encryption_config": ENCRYPTION_CONFIG,
         "k3s_config": node_config(spec, "k3s-server-1", "10.0.10.31", role),
     }
     if role != "agent":
@@ -54,9 +60,11 @@ def run_install(
     vip_answers: bool = False,
     has_etcd_data: bool = False,
     flags_in_unit: bool = False,
+    installer_sha256: str = PINNED,
+    encrypted: bool = True,
 ) -> ScriptRun:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    text = render(role)
+    text = render(role, installer_sha256=installer_sha256)
     # What pulumi-command pipes to the joins: the token on stdin (nothing for the first server).
     stdin = f"exec 0<<<'{TOKEN}'\n" if role != "server-init" else "exec 0</dev/null\n"
     text = text.replace(remote.HEADER, remote.HEADER + stdin, 1)
@@ -65,7 +73,8 @@ def run_install(
         # as differing (so every write shows) or as already up to date.
         "sudo": (
             f'if [ "$2" = cmp ]; then exit {1 if files_differ else 0}; fi\n'
-            f'if [ "$2" = test ]; then exit {0 if has_etcd_data else 1}; fi\n'
+            f'if [ "$2" = test ]; then case "$*" in *encryption-config*) exit {0 if encrypted else 1} ;; esac; '
+            f"exit {0 if has_etcd_data else 1}; fi\n"
             f'if [ "$2" = grep ]; then exit {0 if flags_in_unit else 1}; fi\n'
             'if [ "$2" = sh ]; then cat >"$STATE/$(basename "${*: -1}")"; exit 0; fi\n'
             "if [ -p /dev/stdin ]; then cat >/dev/null; fi"
@@ -74,8 +83,10 @@ def run_install(
         "systemctl": "exit 0" if active else "exit 3",
         # The VIP answers for a join (an earlier server holds it); for the first server only when
         # a cluster already runs there.
-        "curl": f'case "$*" in *cacerts*) exit {0 if vip_answers or role != "server-init" else 7} ;; '
-        '*) echo "echo installer" ;; esac',
+        "curl": f'case "$*" in *cacerts*) exit {0 if vip_answers or role != "server-init" else 7} ;; esac\n'
+        # The installer download: written where -o says.
+        'while [ $# -gt 0 ]; do if [ "$1" = -o ]; then out=$2; fi; shift; done\n'
+        f"printf '%s\\n' '{INSTALLER_TEXT.rstrip()}' >\"$out\"",
         "cloud-init": "exit 0",
         "sleep": "exit 0",
     }
@@ -89,7 +100,10 @@ def installer_args(run: ScriptRun) -> list[str]:
     assert f"INSTALL_K3S_VERSION={VERSION}" in call
     # Else the installer skips starting a service whose files did not change.
     assert "INSTALL_K3S_FORCE_RESTART=true" in call
-    return call[call.index("-") + 1 :]
+    # sh runs the downloaded file (checked), never a script piped in from the network.
+    run_at = call.index("sh")
+    assert Path(call[run_at + 1]).is_absolute(), call
+    return call[run_at + 2 :]
 
 
 def written_config(tmp_path: Path) -> dict[str, object]:
@@ -113,6 +127,7 @@ def test_first_server_installs_with_cluster_init(tmp_path: Path) -> None:
         "etcd-snapshot-schedule-cron": "0 */6 * * *",
         "etcd-snapshot-retention": 28,
         "flannel-backend": "wireguard-native",
+        "secrets-encryption": True,
     }
     assert (tmp_path / "state" / "kube-vip.yaml").read_text() == "kind: DaemonSet\n"
     assert run.called("sudo", "-n", "modprobe", "rbd")
@@ -183,6 +198,39 @@ def test_a_unit_still_carrying_installer_flags_is_reinstalled_bare(tmp_path: Pat
     run = run_install(tmp_path, "agent", installed=VERSION, files_differ=False, flags_in_unit=True)
     assert run.returncode == 0, run.stderr
     assert installer_args(run) == ["agent"]
+
+
+@pytest.mark.parametrize("role", ["server-init", "server-join"])
+def test_encryption_is_never_added_to_a_server_started_without_it(tmp_path: Path, role: str) -> None:
+    # A server with etcd data but no encryption config: k3s cannot turn encryption on later.
+    run = run_install(tmp_path, role, VERSION, has_etcd_data=True, encrypted=False, vip_answers=False)
+    assert run.returncode == 1
+    assert "started without secrets encryption" in run.stderr
+    assert not (tmp_path / "state" / Path(CONFIG_FILE).name).exists()
+    assert not [c for c in run.calls if c[:2] == ["sudo", "-n"] and "systemctl" in c]
+
+
+def test_an_encrypted_server_and_an_agent_pass_the_encryption_check(tmp_path: Path) -> None:
+    server = run_install(tmp_path / "server", "server-join", VERSION, has_etcd_data=True)
+    assert server.returncode == 0, server.stderr
+    # An agent has no etcd and no encryption config of its own.
+    agent = run_install(tmp_path / "agent", "agent", VERSION, has_etcd_data=True, encrypted=False)
+    assert agent.returncode == 0, agent.stderr
+
+
+def test_an_installer_other_than_the_pinned_one_is_never_run(tmp_path: Path) -> None:
+    # What the network hands back differs from the hash kept in the repository.
+    run = run_install(tmp_path, "server-init", None, installer_sha256="0" * 64)
+    assert run.returncode == 1
+    assert f"has sha256 {PINNED}, not the pinned {'0' * 64}" in run.stderr
+    assert not [c for c in run.calls if c[:3] == ["sudo", "-n", "env"]]
+
+
+def test_the_installer_is_fetched_over_https_only(tmp_path: Path) -> None:
+    run = run_install(tmp_path, "agent", None)
+    downloads = [c for c in run.calls if c[0] == "curl" and INSTALLER in c]
+    assert len(downloads) == 1, run.calls
+    assert "--proto" in downloads[0] and "=https" in downloads[0]
 
 
 def test_without_curl_the_install_stops_with_a_reason(tmp_path: Path) -> None:

@@ -279,8 +279,8 @@ def test_servers_encrypt_pod_traffic_and_agents_carry_no_server_flag(stack: str)
     for server in spec.servers:
         _, config = install_config(run, server)
         assert config["flannel-backend"] == "wireguard-native", server
-        # Not turned on by a restart: k3s cannot switch a running cluster that way (README).
-        assert "secrets-encryption" not in config, server
+        # From every server's first start: a value all servers share, never added later.
+        assert config["secrets-encryption"] is True, server
     for agent in spec.agents:
         _, config = install_config(run, agent)
         assert not SERVER_ONLY & set(config), (agent, SERVER_ONLY & set(config))

@@ -72,6 +72,16 @@ if [ "$ROLE" = server-init ] && ! sudo -n test -d "$DATA_DIR/server/db" && vip_a
   exit 1
 fi
 
+# A server whose etcd was started without secrets encryption cannot have it added by a restart
+# (k3s does not support enabling it later): the new config would stop it at its next start, and
+# the servers would disagree on a value they must share. Nothing is changed.
+if [ "$ROLE" != agent ] && sudo -n test -d "$DATA_DIR/server/db" && ! sudo -n test -f "$ENCRYPTION_CONFIG"; then
+  echo "error: $NODE_NAME's k3s was started without secrets encryption, which k3s cannot turn on" \
+    "for a running cluster; its config now asks for it. Back up the apps' volumes and rebuild the" \
+    "k3s VMs: a new cluster starts encrypted." >&2
+  exit 1
+fi
+
 # ceph-csi maps RBD images with the kernel's rbd module, on every node a pod with a volume may use.
 printf 'rbd\n' | put /etc/modules-load.d/rbd.conf 0644
 sudo -n modprobe rbd
@@ -113,10 +123,24 @@ else
   echo "installing k3s $VERSION as $ROLE (was: ${installed:-not installed})"
   # A service that failed too often refuses to start until its failure count is reset.
   sudo -n systemctl reset-failed "$service" >/dev/null 2>&1 || true
+  # The installer is run only once its bytes are the ones pinned in the repository: whoever
+  # answers for the download (or changed it upstream) gets nothing run as root.
+  download=$(mktemp)
+  trap 'rm -f "$download"' EXIT
+  if ! curl -sfL --proto '=https' -o "$download" "$INSTALLER"; then
+    echo "error: cannot download the k3s installer from $INSTALLER" >&2
+    exit 1
+  fi
+  got=$(sha256sum "$download" | awk '{print $1}')
+  if [ "$got" != "$INSTALLER_SHA256" ]; then
+    echo "error: the k3s installer from $INSTALLER has sha256 $got, not the pinned $INSTALLER_SHA256;" \
+      "nothing was installed" >&2
+    exit 1
+  fi
   # The installer starts the service only when its binary, unit or env file changed (k3s
   # install.sh, service_enable_and_start): forced, so a crashed or stopped node at the pinned
   # version comes back, with a config written while it was down.
-  curl -sfL "$INSTALLER" | sudo -n env INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_FORCE_RESTART=true sh -s - "$command"
+  sudo -n env INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_FORCE_RESTART=true sh "$download" "$command"
 fi
 
 if [ "$service" = k3s ]; then
