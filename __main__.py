@@ -6,7 +6,7 @@ Read top to bottom, this is the order the cluster comes up in.
 import pulumi
 
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
-from components.firewall import ProxmoxFirewall
+from components.firewall import GuestFilters, ProxmoxFirewall
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
 from components.k3s import K3sCluster
@@ -57,6 +57,8 @@ guests = Guests(cluster, access, plan.where, plan.parked, storage.guest_storage,
 HighAvailability(
     cluster, guests.machines, plan.where, guests.stopped, opts=pulumi.ResourceOptions(provider=access.proxmox)
 )
+# Each guest sends from its own MAC and addresses only: none can pose as a node or another guest.
+GuestFilters(cluster, guests.machines, plan.where, opts=pulumi.ResourceOptions(provider=access.proxmox))
 
 # 6. k3s on the VMs (servers on distinct hosts, API behind a VIP), then volumes from Ceph,
 #    LoadBalancer addresses, and the workloads spread across the Proxmox hosts.

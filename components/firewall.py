@@ -9,10 +9,14 @@ Everything else inbound is dropped. The cluster's rules come before Proxmox's ma
 `deploy-path-open` (policies/firewall_checks.py) refuses one that would drop the API or SSH.
 
 Guests' traffic is bridged and does not pass the hosts' input chain; their NICs are tagged
-(components/guests.py), and a per-guest firewall is left off.
+(components/guests.py). `GuestFilters` keeps each guest to its own addresses: a guest that
+spoofs a node, the gateway or another guest sends nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network, summarize_address_range
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -20,6 +24,7 @@ from pulumi_proxmoxve.cluster.firewall.security import GroupLegacy, GroupLegacyA
 
 from components.stack import waits_for
 from policies.firewall_checks import DEPLOY_PORTS
+from spec.guests import Guest
 from spec.models import Cluster
 
 MANAGEMENT_GROUP = "homelab-mgmt"
@@ -85,3 +90,90 @@ class ProxmoxFirewall(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.rules]),
         )
         self.register_outputs({"groups": [MANAGEMENT_GROUP, CEPH_GROUP, PING_GROUP]})
+
+
+def sender_addresses(cluster: Cluster, guest: Guest) -> dict[str, list[IPv4Network]]:
+    """The addresses GUEST may send from, per NIC (`net0` LAN, `net1` Ceph), as CIDRs.
+
+    A k3s VM also answers for the addresses kube-vip may move onto it: the API VIP (servers) and
+    every LoadBalancer address (any node), both as a sender of replies and in its gratuitous ARP.
+    """
+    if guest.address is None:
+        return {}
+    lan = [IPv4Address(guest.address)]
+    ranges: list[IPv4Network] = []
+    k3s = cluster.k3s
+    if k3s is not None and guest.name in (*k3s.servers, *k3s.agents):
+        if guest.name in k3s.servers:
+            lan.append(k3s.api_vip)
+        lan += [w.load_balancer_ip for w in cluster.workloads if w.load_balancer_ip is not None]
+        ranges = list(summarize_address_range(k3s.load_balancer_pool.start, k3s.load_balancer_pool.end))
+    nets = {"net0": sorted({IPv4Network(a) for a in lan} | set(ranges))}
+    if guest.ceph_address is not None:
+        nets["net1"] = [IPv4Network(guest.ceph_address)]
+    return nets
+
+
+class GuestFilters(pulumi.ComponentResource):
+    """Each guest's firewall on, for what it sends: from its NICs' MAC addresses only (macfilter)
+    and from its own addresses only (ipfilter, `ipfilter-netN` IP sets), no DHCP answers or
+    router advertisements. Inbound stays open here: the hosts' firewall and the k3s
+    NetworkPolicies judge that.
+
+    A guest's firewall file is cluster-wide (/etc/pve/firewall/<vmid>.fw, pve-firewall
+    src/PVE/Firewall.pm load_vmfw_conf, whichever node the API call names): a VM that HA moves
+    keeps its filters, and the node named here is only where the call is made. An IP set must
+    exist before ipfilter is on: with the option and no set, the guest may send from no IPv4
+    address at all.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        machines: Mapping[str, pulumi.Resource],
+        placement: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:guests:GuestFilters", f"{cluster.name}-guest-filters", None, opts)
+        self.options: dict[str, proxmoxve.firewall.OptionsLegacy] = {}
+        for guest in cluster.guests:
+            machine = machines[guest.name]
+            node = placement[guest.name]
+            vm_id = guest.vm_id if guest.kind == "vm" else None
+            container_id = guest.vm_id if guest.kind == "lxc" else None
+            nets = sender_addresses(cluster, guest)
+            sets = [
+                proxmoxve.firewall.IpsetLegacy(
+                    f"{guest.name}-ipfilter-{net}",
+                    proxmoxve.firewall.IpsetLegacyArgs(
+                        name=f"ipfilter-{net}",
+                        comment=f"what {guest.name} may send from on {net}",
+                        cidrs=[proxmoxve.firewall.IpsetLegacyCidrArgs(name=str(c)) for c in cidrs],
+                        node_name=node,
+                        vm_id=vm_id,
+                        container_id=container_id,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[machine]),
+                )
+                for net, cidrs in nets.items()
+            ]
+            static = guest.address is not None
+            self.options[guest.name] = proxmoxve.firewall.OptionsLegacy(
+                f"{guest.name}-firewall",
+                proxmoxve.firewall.OptionsLegacyArgs(
+                    enabled=True,
+                    macfilter=True,
+                    # A guest on DHCP has no address to filter on, and needs the DHCP answers.
+                    ipfilter=static,
+                    dhcp=not static,
+                    radv=False,
+                    ndp=False,  # the LAN is IPv4 here; ipfilter lets only link-local IPv6 out
+                    input_policy="ACCEPT",
+                    output_policy="ACCEPT",
+                    node_name=node,
+                    vm_id=vm_id,
+                    container_id=container_id,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[machine, *sets]),
+            )
+        self.register_outputs({"guests": sorted(self.options)})

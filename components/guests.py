@@ -180,7 +180,7 @@ class Guests(pulumi.ComponentResource):
         vlan = self.cluster.networks.ceph.public_vlan
         if guest.ceph_address is None or vlan is None:
             return []
-        return [proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio", vlan_id=vlan)]
+        return [proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio", vlan_id=vlan, firewall=True)]
 
     def _ceph_ip(self, guest: Guest) -> list[proxmoxve.VmLegacyInitializationIpConfigArgs]:
         if guest.ceph_address is None:
@@ -267,7 +267,10 @@ class Guests(pulumi.ComponentResource):
                     *extra_disks,
                 ],
                 network_devices=[
-                    proxmoxve.VmLegacyNetworkDeviceArgs(bridge=LAN_BRIDGE, model="virtio", vlan_id=LAN_VLAN),
+                    # firewall: through the guest's own filters (components/firewall.py GuestFilters).
+                    proxmoxve.VmLegacyNetworkDeviceArgs(
+                        bridge=LAN_BRIDGE, model="virtio", vlan_id=LAN_VLAN, firewall=True
+                    ),
                     *self._ceph_nic(guest),
                 ],
                 serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
@@ -348,7 +351,9 @@ class Guests(pulumi.ComponentResource):
                     if i > 0
                 ],
                 network_interfaces=[
-                    proxmoxve.ContainerLegacyNetworkInterfaceArgs(name="eth0", bridge=LAN_BRIDGE, vlan_id=LAN_VLAN)
+                    proxmoxve.ContainerLegacyNetworkInterfaceArgs(
+                        name="eth0", bridge=LAN_BRIDGE, vlan_id=LAN_VLAN, firewall=True
+                    )
                 ],
                 operating_system=proxmoxve.ContainerLegacyOperatingSystemArgs(
                     template_file_id=guest.template, type="debian"

@@ -41,8 +41,8 @@ def test_vm_inputs_are_power_friendly_and_on_ceph() -> None:
     # LAN (VLAN 1, tagged explicitly so no other VLAN is trunked to it), and the Ceph public VLAN
     # for the CSI driver; both on the bonded bridge.
     assert vm["networkDevices"] == [
-        {"bridge": "vmbr0", "model": "virtio", "vlanId": 1},
-        {"bridge": "vmbr0", "model": "virtio", "vlanId": 40},
+        {"bridge": "vmbr0", "model": "virtio", "vlanId": 1, "firewall": True},
+        {"bridge": "vmbr0", "model": "virtio", "vlanId": 40, "firewall": True},
     ]
     assert vm["initialization"]["ipConfigs"][0]["ipv4"] == {"address": "10.0.10.31/24", "gateway": "10.0.10.1"}
     assert vm["initialization"]["ipConfigs"][1]["ipv4"] == {"address": "10.0.40.31/24"}
