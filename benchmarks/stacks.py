@@ -55,7 +55,7 @@ def generated_cluster(nodes: int) -> dict[str, Any]:
         {
             "name": f"app-{i:04d}",
             "namespace": f"team-{i % 10}",
-            "image": "traefik/whoami:v1.11.0",
+            "image": "traefik/whoami:v1.11.0@sha256:200689790a0a0ea48ca45992e0450bc26ccab5307375b41c84dfc4f2475937ab",
             "replicas": 2,
             "ports": [{"name": "http", "port": 80}],
         }

@@ -60,7 +60,7 @@ class GuestTemplates(pulumi.ComponentResource):
                     url=image.url,
                     file_name=image.file_name,
                     checksum=image.checksum,
-                    checksum_algorithm=image.checksum_algorithm if image.checksum else None,
+                    checksum_algorithm=image.checksum_algorithm,
                     overwrite=False,
                 ),
                 # The file name stays when the URL changes: the old file goes first, or the new

@@ -41,8 +41,13 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
+def kube_vip_version(spec: K3s) -> str:
+    """The tag of the pinned image (v0.9.2 in ghcr.io/kube-vip/kube-vip:v0.9.2@sha256:...)."""
+    return spec.kube_vip_image.split("@", 1)[0].rsplit(":", 1)[1]
+
+
 def _daemonset(spec: K3s, name: str, env: dict[str, str], servers_only: bool) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/version": spec.kube_vip_version}
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/version": kube_vip_version(spec)}
     pod: dict[str, Any] = {
         "tolerations": [
             {"operator": "Exists", "effect": "NoSchedule"},
@@ -54,7 +59,7 @@ def _daemonset(spec: K3s, name: str, env: dict[str, str], servers_only: bool) ->
         "containers": [
             {
                 "name": "kube-vip",
-                "image": f"ghcr.io/kube-vip/kube-vip:{spec.kube_vip_version}",
+                "image": spec.kube_vip_image,
                 "imagePullPolicy": "IfNotPresent",
                 "args": ["manager"],
                 "env": [
@@ -81,7 +86,7 @@ def _daemonset(spec: K3s, name: str, env: dict[str, str], servers_only: bool) ->
 
 def kube_vip_documents(spec: K3s) -> list[dict[str, Any]]:
     """The RBAC and both DaemonSets."""
-    labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/version": spec.kube_vip_version}
+    labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/version": kube_vip_version(spec)}
     arp = {"vip_arp": "true", "vip_interface": spec.vip_interface, "vip_subnet": "32", "dns_mode": "first"}
     # Seconds: a new leader holds an address about 5 s after the old one stops renewing.
     timing = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}

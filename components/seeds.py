@@ -18,7 +18,7 @@ from components.stack import secret_config
 from spec.kubernetes import PLACEHOLDER, SeedFile, Workload
 
 # A shell and cp for the copy, from a small pinned image (the app's own may have no shell).
-SEED_IMAGE = "busybox:1.37.0"
+SEED_IMAGE = "busybox:1.37.0@sha256:bdf57e528e45e4433820e045b29b4597825a1c9e38353532d90a01445013f82e"
 SEED_MOUNT = "/seed"
 SEED_VOLUME = "seed-files"
 

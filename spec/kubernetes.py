@@ -44,6 +44,8 @@ K3S_NODE_PORTS: dict[tuple[int, str], str] = {
     (51821, "UDP"): "flannel WireGuard over IPv6",
 }
 NODE_PORT_RANGE = (30000, 32767)
+# An image's content: what every image reference here ends with.
+DIGEST = r"@sha256:[0-9a-f]{64}"
 
 
 class K3s(Model):
@@ -51,7 +53,10 @@ class K3s(Model):
     servers: list[Name]
     agents: list[Name] = Field(default_factory=list)
     api_vip: IPv4Address
-    kube_vip_version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = "v0.9.2"
+    # kube-vip runs on the host network with NET_ADMIN: pinned by digest, as every image is.
+    kube_vip_image: Annotated[str, Field(pattern=rf"^ghcr\.io/kube-vip/kube-vip:v\d+\.\d+\.\d+{DIGEST}$")] = (
+        "ghcr.io/kube-vip/kube-vip:v0.9.2@sha256:c6d4f3a3fc2b7e95a23a20a0b05b7c64b2e5620783c8fa69a9bac753f99cc8bc"
+    )
     # The LAN NIC inside a k3s VM. Proxmox's generated cloud-init network config names NIC n
     # `eth<n>` by MAC (the program sets ip_configs for both NICs), so the LAN NIC is eth0 whatever
     # the image's own naming (ens18 on Debian cloud images).
@@ -117,7 +122,9 @@ class SeedFile(Model):
 class Workload(Model):
     name: Name
     namespace: Name = "apps"
-    image: Annotated[str, Field(pattern=r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?$")]
+    # name:tag@sha256:<digest>. A tag is whatever the registry says today; the digest is the
+    # content, so a moved tag or a spoofed registry cannot put other code on the cluster.
+    image: Annotated[str, Field(pattern=rf"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?({DIGEST})?$")]
     replicas: Annotated[int, Field(ge=1)] = 2
     ports: list[Port] = Field(default_factory=list)
     cpu_millicores: Annotated[int, Field(ge=1)] = 100
@@ -187,6 +194,11 @@ class Workload(Model):
             problems.append(f"ready_port {self.ready_port} is not one of this workload's TCP ports {tcp}")
         if self.ready_path is not None and not tcp:
             problems.append("ready_path needs a TCP port to send the HTTP check to")
+        if not re.search(f"{DIGEST}$", self.image):
+            problems.append(
+                f"image {self.image} has no digest; pin it as name:tag@sha256:<digest> (`docker buildx imagetools "
+                f"inspect {self.image}` prints it): a tag is whatever the registry serves today"
+            )
         problems += self._seed_problems()
         problems += self._network_problems()
         refuse(problems)

@@ -148,9 +148,29 @@ class Image(Model):
     template_vm_id: Annotated[int, Field(ge=TEMPLATE_VM_IDS.start, le=TEMPLATE_VM_IDS.stop - 1)]
     # Printable ASCII, no space: one URL for Proxmox to fetch.
     url: Annotated[str, Field(pattern=r"^https://[\x21-\x7e]+$")]
-    checksum: Annotated[str, Field(pattern=r"^[0-9a-f]{64,128}$")] | None = None
+    # Required: Proxmox checks the download against it (pve-storage src/PVE/API2/Storage/
+    # Status.pm, download_url) before a template is made from it, so a mirror or anyone on the
+    # path cannot hand every VM another disk. A dated image folder's SHA512SUMS has it (the file
+    # behind a `latest` URL changes under its sum).
+    checksum: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$|^[0-9a-f]{128}$")]
     checksum_algorithm: Literal["sha256", "sha512"] = "sha512"
     file_name: Annotated[str, Field(pattern=IMAGE_FILE_NAME)]
+
+    @model_validator(mode="after")
+    def _one_fixed_file(self) -> Image:
+        problems: list[str] = []
+        digits = {"sha256": 64, "sha512": 128}[self.checksum_algorithm]
+        if len(self.checksum) != digits:
+            problems.append(
+                f"checksum has {len(self.checksum)} hex digits; a {self.checksum_algorithm} has {digits} "
+                "(set checksum_algorithm to match the sum)"
+            )
+        if "/latest/" in self.url:
+            problems.append(
+                f"url {self.url} is a `latest` folder, whose file changes under its checksum; name a dated folder"
+            )
+        refuse(problems)
+        return self
 
 
 class Access(Model):

@@ -225,6 +225,7 @@ def test_a_template_keeps_its_id_when_an_image_is_added_before_it() -> None:
         "template_vm_id": 9001,
         "url": "https://example.org/alma-9.qcow2",
         "file_name": "alma-9.qcow2.img",
+        "checksum": "ab" * 64,
     }
     data["guests"][3]["image"] = "alma-9"
     run = program_with("home", data)

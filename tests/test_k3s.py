@@ -183,7 +183,7 @@ def test_kube_vip_manifest_is_valid_and_on_every_server_only(stack: str) -> None
     def env_of(name: str) -> dict[str, str]:
         pod = daemonsets[name]["spec"]["template"]["spec"]
         container = pod["containers"][0]
-        assert container["image"].endswith(f":{spec.kube_vip_version}")
+        assert container["image"] == spec.kube_vip_image
         return {e["name"]: e.get("value") for e in container["env"]}
 
     # The API VIP: on the servers only, one leader among them.

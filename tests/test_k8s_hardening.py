@@ -98,7 +98,7 @@ def with_more_workloads() -> tuple[ProgramRun, Cluster]:
     data = set_up_data("home")
     jellyfin = next(i for i, w in enumerate(data["workloads"]) if w["name"] == "jellyfin")
     ports = [*data["workloads"][jellyfin]["ports"], {"name": "metrics", "port": 9100}]
-    worker = {"name": "worker", "namespace": "jobs", "image": "example/worker:1.0", "replicas": 2}
+    worker = {"name": "worker", "namespace": "jobs", "image": "example/worker:1.0@sha256:" + "0" * 64, "replicas": 2}
     with_worker = patched(data, {"workloads": [*data["workloads"], worker]})
     changed = patched(with_worker, {f"workloads[{jellyfin}].ports": ports})
     return program_with("home", changed), parse_cluster(changed)

@@ -50,7 +50,7 @@ def test_the_repository_has_the_pins_the_config_is_about() -> None:
     assert some(".github/actions/pulumi-on-the-lan/action.yml", "action", r"pulumi/actions@[0-9a-f]{40}")
     assert some("components/seeds.py", "image", r"busybox[:@]\S+")
     assert some("components/platform.py", "image", r"ghcr\.io/kube-vip/kube-vip-cloud-provider[:@]\S+")
-    assert some("spec/kubernetes.py", "version", r"v\d+\.\d+\.\d+")  # kube_vip_version
+    assert some("spec/kubernetes.py", "image", r"ghcr\.io/kube-vip/kube-vip:v\S+@sha256:\S+")  # kube_vip_image
     assert some("spec/kubernetes.py", "version", r"\d+\.\d+\.\d+")  # ceph_csi_chart_version
     for stack in ("Pulumi.home.yaml", "Pulumi.lab.yaml"):
         assert some(stack, "version", r"v1\.\d+\.\d+\+k3s\d+")

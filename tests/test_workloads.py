@@ -190,13 +190,15 @@ def test_a_pod_is_ready_once_it_answers_on_its_port() -> None:
     assert probes["whoami"] == {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
     # The rest: their first TCP port.
     assert probes["jellyfin"] is not None and probes["jellyfin"]["tcpSocket"] == {"port": "http"}
-    udp_only = Workload(name="dns", image="example/dns:1", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    udp_only = Workload(
+        name="dns", image="example/dns:1@sha256:" + "0" * 64, ports=[{"name": "dns", "port": 53, "protocol": "UDP"}]
+    )
     assert udp_only.readiness_port is None
     # The first TCP port by position, whatever it is called (every shipped one is called http).
     admin_second = Workload.model_validate(
         {
             "name": "mail",
-            "image": "example/mail:1",
+            "image": "example/mail:1@sha256:" + "0" * 64,
             "ports": [
                 {"name": "dns", "port": 53, "protocol": "UDP"},
                 {"name": "smtp", "port": 25},
