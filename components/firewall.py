@@ -92,6 +92,13 @@ class ProxmoxFirewall(pulumi.ComponentResource):
         self.register_outputs({"groups": [MANAGEMENT_GROUP, CEPH_GROUP, PING_GROUP]})
 
 
+def ipset_entry(network: IPv4Network) -> str:
+    """An IP set entry as Proxmox stores it: a single address without `/32` (pve-firewall
+    src/PVE/Firewall.pm parse_ip_or_cidr), so what the provider reads back equals what was sent
+    and the set is not replaced at every `up`."""
+    return str(network.network_address) if network.prefixlen == 32 else str(network)
+
+
 def sender_addresses(cluster: Cluster, guest: Guest) -> dict[str, list[IPv4Network]]:
     """The addresses GUEST may send from, per NIC (`net0` LAN, `net1` Ceph), as CIDRs.
 
@@ -116,15 +123,21 @@ def sender_addresses(cluster: Cluster, guest: Guest) -> dict[str, list[IPv4Netwo
 
 class GuestFilters(pulumi.ComponentResource):
     """Each guest's firewall on, for what it sends: from its NICs' MAC addresses only (macfilter)
-    and from its own addresses only (ipfilter, `ipfilter-netN` IP sets), no DHCP answers or
-    router advertisements. Inbound stays open here: the hosts' firewall and the k3s
+    and from its own addresses only (ipfilter, `ipfilter-netN` IP sets), no router
+    advertisements, and DHCP client traffic only for a guest on DHCP. Inbound stays open here
+    (a guest's own input policy would default to DROP): the hosts' firewall and the k3s
     NetworkPolicies judge that.
 
     A guest's firewall file is cluster-wide (/etc/pve/firewall/<vmid>.fw, pve-firewall
     src/PVE/Firewall.pm load_vmfw_conf, whichever node the API call names): a VM that HA moves
     keeps its filters, and the node named here is only where the call is made. An IP set must
     exist before ipfilter is on: with the option and no set, the guest may send from no IPv4
-    address at all.
+    address at all. For the same reason, a changed set (a new LoadBalancer address) leaves the
+    guest's new connections dropped for the few seconds between the old set's removal and the
+    new one's, and turning the filters off takes two steps: `enabled: False` applied first, then
+    the component removed (deleting the options resource leaves Proxmox's options as they are).
+    The filters go with their guest: a rebuilt VM loses its firewall file (qemu-server destroys
+    /etc/pve/firewall/<vmid>.fw with the VM), so they are recreated with it (`deleted_with`).
     """
 
     def __init__(
@@ -148,12 +161,16 @@ class GuestFilters(pulumi.ComponentResource):
                     proxmoxve.firewall.IpsetLegacyArgs(
                         name=f"ipfilter-{net}",
                         comment=f"what {guest.name} may send from on {net}",
-                        cidrs=[proxmoxve.firewall.IpsetLegacyCidrArgs(name=str(c)) for c in cidrs],
+                        cidrs=[proxmoxve.firewall.IpsetLegacyCidrArgs(name=ipset_entry(c)) for c in cidrs],
                         node_name=node,
                         vm_id=vm_id,
                         container_id=container_id,
                     ),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[machine]),
+                    # A changed set is replaced (its entries cannot be updated): the old one goes
+                    # first, or its delete would remove the new set of the same name.
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[machine], delete_before_replace=True, deleted_with=machine
+                    ),
                 )
                 for net, cidrs in nets.items()
             ]
@@ -174,6 +191,6 @@ class GuestFilters(pulumi.ComponentResource):
                     vm_id=vm_id,
                     container_id=container_id,
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[machine, *sets]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[machine, *sets], deleted_with=machine),
             )
         self.register_outputs({"guests": sorted(self.options)})

@@ -63,6 +63,7 @@ class Resource:
     additional_secret_outputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    deleted_with: str = ""  # the URN whose delete takes this resource with it
     import_id: str = ""  # `import_`: the existing resource the engine adopts
     # What the provider answered (a component: what it registered with `register_outputs`).
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +141,7 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
             additional_secret_outputs=list(request.additionalSecretOutputs),
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            deleted_with=request.deletedWith,
             import_id=request.importId,
             outputs=_plain(json_format.MessageToDict(response.object), "", []) if request.custom else {},
             id=response.id,

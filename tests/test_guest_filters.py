@@ -66,6 +66,35 @@ def test_k3s_vms_send_from_the_addresses_kube_vip_moves_onto_them(stack: str) ->
         assert may_send(run, vm, "net0", str(k3s.api_vip)) == (vm in k3s.servers), vm
 
 
+def stored(entry: str) -> str:
+    """An IP set entry as Proxmox keeps it (pve-firewall src/PVE/Firewall.pm parse_ip_or_cidr)."""
+    return entry.removesuffix("/32")
+
+
+def test_the_sets_read_back_as_sent_so_an_up_changes_nothing() -> None:
+    # The provider compares what it reads back with the inputs; an entry Proxmox rewrites would
+    # replace the set at every `up`, and a replaced set leaves the guest without its addresses.
+    run = program("home")
+    entries = [c["name"] for r in run.of_type(tokens.FIREWALL_IPSET) for c in r.inputs["cidrs"]]
+    assert entries and all(stored(e) == e for e in entries)
+    for ipset in run.of_type(tokens.FIREWALL_IPSET):
+        # A changed set: the old one goes before the new one of the same name is made.
+        assert ipset.delete_before_replace, ipset.name
+
+
+def test_filters_go_and_come_back_with_their_guest() -> None:
+    # Destroying a VM removes its firewall file: a rebuilt guest gets its filters anew.
+    run, cluster = program("home"), stack_cluster("home")
+    for guest in cluster.guests:
+        machine = run.named(guest.name)
+        mine = [
+            r
+            for r in [*run.of_type(tokens.FIREWALL_IPSET), *run.of_type(tokens.FIREWALL_OPTIONS)]
+            if r.name.startswith(f"{guest.name}-")
+        ]
+        assert mine and all(r.deleted_with == machine.urn for r in mine), guest.name
+
+
 def test_filters_apply_to_every_guest_nic_and_come_after_the_sets() -> None:
     run, cluster = program("home"), stack_cluster("home")
     for guest in cluster.guests:

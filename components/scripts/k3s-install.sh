@@ -126,13 +126,14 @@ else
   # The installer is run only once its bytes are the ones pinned in the repository: whoever
   # answers for the download (or changed it upstream) gets nothing run as root.
   download=$(mktemp)
-  trap 'rm -f "$download"' EXIT
   if ! curl -sfL --proto '=https' -o "$download" "$INSTALLER"; then
+    rm -f "$download"
     echo "error: cannot download the k3s installer from $INSTALLER" >&2
     exit 1
   fi
   got=$(sha256sum "$download" | awk '{print $1}')
   if [ "$got" != "$INSTALLER_SHA256" ]; then
+    rm -f "$download"
     echo "error: the k3s installer from $INSTALLER has sha256 $got, not the pinned $INSTALLER_SHA256;" \
       "nothing was installed" >&2
     exit 1
@@ -140,7 +141,13 @@ else
   # The installer starts the service only when its binary, unit or env file changed (k3s
   # install.sh, service_enable_and_start): forced, so a crashed or stopped node at the pinned
   # version comes back, with a config written while it was down.
-  sudo -n env INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_FORCE_RESTART=true sh "$download" "$command"
+  status=0
+  sudo -n env INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_FORCE_RESTART=true sh "$download" "$command" || status=$?
+  rm -f "$download"
+  if [ "$status" -ne 0 ]; then
+    echo "error: the k3s installer failed on $NODE_NAME (exit $status)" >&2
+    exit 1
+  fi
 fi
 
 if [ "$service" = k3s ]; then
