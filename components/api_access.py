@@ -30,6 +30,7 @@ import pulumi
 import pulumi_command as command
 
 from components import remote
+from spec.backups import PBS_STORAGE
 from spec.models import Cluster
 
 VM_PRIVILEGES = frozenset(
@@ -68,6 +69,9 @@ def required_privileges(cluster: Cluster) -> dict[str, frozenset[str]]:
         need[f"/vms/{guest.vm_id}"] = set(VM_PRIVILEGES)
     for image in cluster.images.values():
         need[f"/vms/{image.template_vm_id}"] = {*VM_PRIVILEGES, "VM.Clone"}
+    if cluster.backups is not None:
+        # A backup job's storage (pve-manager PVE/API2/Backup.pm, assert_param_permission_create).
+        need[f"/storage/{PBS_STORAGE}"] = {"Datastore.Allocate", *STORAGE_PRIVILEGES}
     if cluster.networks.ceph.public_vlan is not None:
         need[f"/sdn/zones/localnetwork/vmbr0/{cluster.networks.ceph.public_vlan}"] = {"SDN.Use"}
     if cluster.networks.storage.mode == "mesh":

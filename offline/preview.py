@@ -1,8 +1,8 @@
 """`make preview`: the plan of a stack, offline, as the engine would see it.
 
 Runs the real program under mocks with the stack file's config, prints the resources as a tree
-(component > resource, with type), a summary, the power, failover and data-path reports, and writes
-`.preview/<stack>.json` and the pull request's Markdown, `.preview/<stack>.md`.
+(component > resource, with type), a summary, the power, failover, data-path and backup (RPO)
+reports, and writes `.preview/<stack>.json` and the pull request's Markdown, `.preview/<stack>.md`.
 Runs the policy pack (`policies/`) in-process on the captured resources and lists its
 violations; any mandatory one exits 3, as `pulumi preview --policy-pack policies` would fail.
 A bad spec prints the error alone and exits 2.
@@ -140,6 +140,7 @@ def report(run: ProgramRun, reports: Reports, violations: list[dict[str, Any]]) 
         "power": reports.power_json(),
         "failover": reports.failover_json(),
         "datapath": reports.datapath_json(),
+        "backups": reports.backups_json(),
     }
 
 
@@ -188,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     reports = Reports.of(cluster)
     print(f"Plan for stack {args.stack} (offline {args.shape}: nothing is contacted or changed)\n")
     print("\n".join(tree_lines(run.resources)))
-    for block in (summary_lines(run, cluster), reports.power_text(), reports.failover_text(), reports.datapath_text()):
+    for block in (
+        summary_lines(run, cluster),
+        reports.power_text(),
+        reports.failover_text(),
+        reports.datapath_text(),
+        reports.backups_text(),
+    ):
         print()
         print("\n".join(block))
     print()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plan.backups import Copy, copies
 from plan.datapath import DataPath, TrafficClass, datapath, gb
 from plan.failover import NodeFailure, running_from_spec, simulate
 from plan.placement import plan_guests
@@ -23,6 +24,7 @@ class Reports:
     draw: ClusterDraw
     failures: list[NodeFailure]
     datapath: DataPath
+    copies: list[Copy]
 
     @classmethod
     def of(cls, cluster: Cluster) -> Reports:
@@ -30,7 +32,8 @@ class Reports:
         placement, stopped = dict(plan.where), set(plan.parked)
         failures = simulate(cluster, running_from_spec(cluster, placement, stopped))
         running = {g: n for g, n in placement.items() if g not in stopped}
-        return cls(cluster, placement, cluster_draw(cluster, running), failures, datapath(cluster))
+        draw = cluster_draw(cluster, running)
+        return cls(cluster, placement, draw, failures, datapath(cluster), copies(cluster))
 
     # --- power ------------------------------------------------------------------------
 
@@ -232,6 +235,60 @@ class Reports:
         lines.insert(2, f"  %% storage network: {storage}")
         return lines
 
+    # --- backups: the RPO table --------------------------------------------------------------
+
+    def backups_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "data": c.data,
+                "copies": c.where,
+                "schedule": c.schedule,
+                "worst_case_loss_hours": c.every_hours,
+                "back_days": c.back_days,
+                "off_cluster": c.off_cluster,
+            }
+            for c in self.copies
+        ]
+
+    def _backup_rows(self) -> list[tuple[str, str, str, str, str]]:
+        def loss(c: Copy) -> str:
+            if c.every_hours is not None:
+                return f"≤ {c.every_hours:g} h"
+            if c.where.startswith("skipped"):
+                return "–"
+            return c.schedule if c.schedule != "–" else "everything"
+
+        def back(c: Copy) -> str:
+            return "–" if c.back_days is None else f"{c.back_days:g} days"
+
+        return [(c.data, c.where, loss(c), back(c), "yes" if c.off_cluster else "NO") for c in self.copies]
+
+    def _backup_verdict(self) -> str:
+        exposed = [c.data for c in self.copies if not c.off_cluster and not c.where.startswith("skipped")]
+        if not exposed:
+            return "Every piece of data has a copy off the cluster (or a stated reason to need none)."
+        return f"No copy off the cluster, lost with it: {', '.join(exposed)}."
+
+    def backups_text(self) -> list[str]:
+        lines = ["Backups (RPO: the most a loss costs, and how far back the copies go):"]
+        for d, where, loss, b, o in self._backup_rows():
+            short = where if len(where) <= 44 else where[:43] + "…"
+            lines.append(f"  {d:<28} {short:<44} {loss:<10} {b:<9} off-cluster: {o}")
+        lines.append(f"  {self._backup_verdict()}")
+        return lines
+
+    def backups_markdown(self) -> list[str]:
+        lines = [
+            "### Backups (RPO)",
+            "",
+            "| data | copies | worst-case loss | back | off the cluster |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d} | {w} | {loss} | {b} | {'✅' if o == 'yes' else '❌'} |" for d, w, loss, b, o in self._backup_rows()
+        ]
+        return [*lines, "", self._backup_verdict()]
+
     def markdown(self, stack: str, resources: int, violations: list[dict[str, Any]]) -> str:
         mandatory = [v for v in violations if v.get("enforcement") == "mandatory"]
         status = "❌ mandatory policy violations" if mandatory else "✅ no mandatory policy violation"
@@ -252,6 +309,8 @@ class Reports:
             *self.failover_markdown(),
             "",
             *self.datapath_markdown(),
+            "",
+            *self.backups_markdown(),
             "",
             "### Topology",
             "",

@@ -37,6 +37,12 @@ from pulumi_policy import (  # noqa: E402
     StackValidationPolicy,
 )
 
+from policies.backup_checks import (  # noqa: E402
+    BACKUP_TYPES,
+    check_backup_coverage,
+    check_backup_retention,
+    check_backup_target,
+)
 from policies.firewall_checks import FIREWALL_TYPES, check_deploy_path  # noqa: E402
 from policies.guest_checks import (  # noqa: E402
     GUESTS,
@@ -173,6 +179,22 @@ POLICIES: list[Policy] = [
         name="setup-pages-private",
         description="No LoadBalancer puts an app on the LAN while the spec says its first-run setup is pending.",
         validate=_on_resource(check_setup_pages, (K8S_SERVICE,)),
+    ),
+    StackValidationPolicy(
+        name="backup-coverage",
+        description="Every VM and container is in a backup job, or the spec's backups.skip says why it needs none.",
+        validate=_on_stack(check_backup_coverage),
+    ),
+    ResourceValidationPolicy(
+        name="backup-off-cluster",
+        description="No backup target is a node, a guest, an address of the k3s cluster or on the Ceph "
+        "networks: a copy there dies with the cluster.",
+        validate=_on_resource(check_backup_target, BACKUP_TYPES),
+    ),
+    ResourceValidationPolicy(
+        name="backup-retention",
+        description="A backup job keeps at least a week of daily copies, unless the spec says why not.",
+        validate=_on_resource(check_backup_retention, BACKUP_TYPES),
     ),
     ResourceValidationPolicy(
         name="ha-shared-storage",

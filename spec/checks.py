@@ -33,6 +33,7 @@ def problems(c: Cluster) -> list[str]:
         guest_ha,
         k3s,
         workloads,
+        backups,
     ]
     return [problem for group in groups for problem in group(c)]
 
@@ -331,3 +332,10 @@ def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network) -> list[str]
             out.append(f"{where} is already pinned by workload {pinned[ip]}")
         pinned[ip] = w.name
     return out
+
+
+def backups(c: Cluster) -> list[str]:
+    if c.backups is None:
+        return []
+    names = {g.name for g in c.guests}
+    return [f"backups.skip.{name}: no guest is named {name}" for name in sorted(c.backups.skip) if name not in names]

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from spec.backups import PBS_SECRETS
 from spec.base import SpecError
 from spec.models import Cluster
 from spec.secrets import ACCESS_SECRETS, full_key
@@ -63,7 +64,8 @@ def secret_keys(cluster: Cluster) -> list[str]:
     and the apps' `secret_env` and seed files."""
     apps = {key for w in cluster.workloads for key in w.secret_env.values()}
     apps |= {key for w in cluster.workloads for seed in w.seed_files for key in seed.secrets.values()}
-    return [full_key(key) for key in (*ACCESS_SECRETS, *sorted(apps))]
+    backups = PBS_SECRETS if cluster.backups is not None else ()
+    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *sorted(apps))]
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from spec.backups import Backups
 from spec.base import Model, Name, refuse
 from spec.ceph import Ceph, Pool, placement_groups
 from spec.checks import problems
@@ -37,6 +38,7 @@ class Cluster(Model):
     guests: list[Guest] = Field(default_factory=list)
     k3s: K3s | None = None
     workloads: list[Workload] = Field(default_factory=list)
+    backups: Backups | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Cluster:

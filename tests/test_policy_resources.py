@@ -61,8 +61,11 @@ def test_a_guest_declared_off_the_plan(shape: Shape) -> None:
 
 def test_a_guest_the_spec_does_not_know() -> None:
     stray = resource("home", tokens.VM, "stray", {"name": "stray", "vmId": 999, "nodeName": "pve1"})
-    v = only(check([*full_stack("home"), stray]), "guests-as-planned")
-    assert v.message.startswith("stray (VM ID 999) is not one of the spec's guests")
+    found = {v.policy: v.message for v in check([*full_stack("home"), stray])}
+    assert found["guests-as-planned"].startswith("stray (VM ID 999) is not one of the spec's guests")
+    # Nor is it in the backup job, which covers the spec's guests.
+    assert found["backup-coverage"].startswith("stray (VM id 999) is in no backup job")
+    assert set(found) == {"guests-as-planned", "backup-coverage"}
 
 
 def test_a_template_is_no_guest() -> None:

@@ -93,7 +93,8 @@ def test_a_plain_text_secret_in_a_stack_file_is_refused(
     other = next(k for k in ("homelab:proxmoxApiToken", "homelab:sshPrivateKey") if k != key)
     # The one it has is no longer listed among those `pulumi up` would still need.
     out = capsys.readouterr().out
-    needed = f"{other}, homelab:adguardAdminPasswordHash"  # and the home apps' own secret
+    # ... and the backups' and the home apps' own secrets.
+    needed = f"{other}, homelab:pbsPassword, homelab:pbsEncryptionKey, homelab:adguardAdminPasswordHash"
     assert f"(stand-ins here; `pulumi up` needs each, set with `pulumi config set --secret`): {needed}\n" in out
 
 

@@ -33,6 +33,8 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
     assert secrets_of(config) == [
         "homelab:proxmoxApiToken",
         "homelab:sshPrivateKey",
+        "homelab:pbsPassword",  # the backups' target and key
+        "homelab:pbsEncryptionKey",
         "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
         "homelab:uptimeKumaPassword",
     ]
@@ -63,6 +65,12 @@ def test_secret_env_reaches_the_pod_through_a_secret_only() -> None:
 
 def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
     config = config_for("home", cluster=with_secret_env())
-    access = ["homelab:proxmoxApiToken", "homelab:sshPrivateKey", "homelab:adguardAdminPasswordHash"]
+    access = [
+        "homelab:proxmoxApiToken",
+        "homelab:sshPrivateKey",
+        "homelab:pbsPassword",
+        "homelab:pbsEncryptionKey",
+        "homelab:adguardAdminPasswordHash",
+    ]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):
         run_program("home", config, secret=access)

@@ -1,0 +1,144 @@
+"""What the backups cover, where each piece of data's copies live, and what a loss costs.
+
+Pure functions of the spec, shared by the components (which guests a job covers), the policy
+pack (`backup-coverage`, `backup-off-cluster`, `backup-retention`) and the preview's RPO table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from spec.backups import MIN_DAILIES, Retention
+from spec.checks import used_addresses
+from spec.guests import Guest
+from spec.models import Cluster
+
+# k3s's etcd snapshots (components/k3s.py SNAPSHOT_CRON, SNAPSHOT_RETENTION): every 6 hours on
+# each server's own disk, 28 kept. Restated here as figures for the table; a test keeps them equal.
+ETCD_SNAPSHOT_HOURS = 6
+ETCD_SNAPSHOTS_KEPT = 28
+
+
+def backed_up_guests(cluster: Cluster) -> list[Guest]:
+    """The guests the vzdump job covers: every guest but those skipped with a reason."""
+    if cluster.backups is None:
+        return []
+    return [g for g in cluster.guests if g.name not in cluster.backups.skip]
+
+
+def off_cluster_problems(cluster: Cluster, address: IPv4Address) -> list[str]:
+    """Why a backup target at ADDRESS is not off the cluster, if it is not: an address of a node
+    or a guest, one kube-vip hands out, or one on the Ceph networks."""
+    problems = [
+        f"{address} is {where}: a copy there dies with the cluster"
+        for where in used_addresses(cluster).get(str(address), [])
+    ]
+    k3s = cluster.k3s
+    if k3s is not None and (address == k3s.api_vip or address in k3s.load_balancer_pool):
+        problems.append(f"{address} is the k3s API VIP or in its LoadBalancer pool: a copy there dies with the cluster")
+    for w in cluster.workloads:
+        if w.load_balancer_ip == address:
+            problems.append(f"{address} is workloads[{w.name}].load_balancer_ip: a copy there dies with the cluster")
+    for name, network in (("public", cluster.networks.ceph.public), ("cluster", cluster.networks.ceph.cluster)):
+        if address in network:
+            problems.append(f"{address} is on the Ceph {name} network {network}: a backup target on the cluster's Ceph")
+    return problems
+
+
+def retention_problem(keep_daily: int, short_because: str | None, where: str) -> str | None:
+    """A week of dailies at least, unless the spec says why not."""
+    if keep_daily >= MIN_DAILIES or short_because is not None:
+        return None
+    return (
+        f"{where} keeps {keep_daily} daily copies, fewer than {MIN_DAILIES}: a mistake noticed a week later "
+        "has no copy left; keep more, or say why in retention.short_because"
+    )
+
+
+# --- how often: the common systemd calendar forms ------------------------------------------
+
+_SHORTHAND = {"minutely": 1 / 60, "hourly": 1, "daily": 24, "weekly": 24 * 7}
+_CLOCK = re.compile(r"^(?:\*-\*-\* )?(?P<hour>\*|\d{1,2}(?:/\d{1,2})?|\d{1,2}(?:,\d{1,2})+):(?P<minute>\d{2})(?::00)?$")
+
+
+def interval_hours(schedule: str) -> float | None:
+    """The longest time between two runs of SCHEDULE, in hours, for the forms a backup schedule
+    takes: `daily`/`hourly`/`weekly`, `*-*-* HH:MM`, `*-*-* *:MM`, `*-*-* H/N:MM` and
+    `*-*-* H1,H2:MM` (checked against `systemd-analyze calendar` in the tests); None otherwise."""
+    if schedule in _SHORTHAND:
+        return _SHORTHAND[schedule]
+    m = _CLOCK.match(schedule)
+    if m is None:
+        return None
+    hour = m["hour"]
+    if hour == "*":
+        return 1
+    if "/" in hour:
+        start, step = (int(x) for x in hour.split("/"))
+        hours = list(range(start, 24, step))
+    else:
+        hours = sorted(int(x) for x in hour.split(","))
+    if not hours or hours[-1] > 23:
+        return None
+    gaps = [b - a for a, b in itertools.pairwise(hours)] + [24 - hours[-1] + hours[0]]
+    return float(max(gaps))
+
+
+def reach_days(retention: Retention, every_hours: float | None) -> float:
+    """How far back the copies go, in days: the oldest copy the prune options keep."""
+    spans = [
+        retention.keep_last * (every_hours or 24) / 24,
+        retention.keep_hourly / 24,
+        retention.keep_daily,
+        retention.keep_weekly * 7,
+        retention.keep_monthly * 30,
+        retention.keep_yearly * 365,
+    ]
+    return max(spans)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One piece of data and its copies: the RPO table's row."""
+
+    data: str
+    where: str  # where the copies live, or why there are none
+    every_hours: float | None  # the worst-case data loss; None: see `schedule`
+    schedule: str
+    back_days: float | None  # how far back the copies go
+    off_cluster: bool
+
+
+def copies(cluster: Cluster) -> list[Copy]:
+    """Every guest, workload volume and the k3s etcd, with where its copies live."""
+    rows: list[Copy] = []
+    b = cluster.backups
+    covered = {g.name for g in backed_up_guests(cluster)}
+    for g in cluster.guests:
+        if b is not None and g.name in covered:
+            every = interval_hours(b.guests.schedule)
+            target = f"PBS {b.pbs.address}/{b.pbs.datastore}" + (f" ns {b.pbs.namespace}" if b.pbs.namespace else "")
+            rows.append(
+                Copy(f"guest {g.name}", target, every, b.guests.schedule, reach_days(b.guests.retention, every), True)
+            )
+        else:
+            why = f"skipped: {b.skip[g.name]}" if b is not None and g.name in b.skip else "no backup"
+            rows.append(Copy(f"guest {g.name}", why, None, "–", None, False))
+    for w in cluster.workloads:
+        for v in w.volumes:
+            rows.append(Copy(f"volume {w.name}/{v.name}", "no backup (only Ceph's replicas)", None, "–", None, False))
+    if cluster.k3s is not None:
+        rows.append(
+            Copy(
+                "k3s etcd",
+                "snapshots on each server's own disk (on the cluster's Ceph)",
+                ETCD_SNAPSHOT_HOURS,
+                f"every {ETCD_SNAPSHOT_HOURS} h",
+                ETCD_SNAPSHOTS_KEPT * ETCD_SNAPSHOT_HOURS / 24,
+                False,
+            )
+        )
+    return rows

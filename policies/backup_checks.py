@@ -1,0 +1,77 @@
+"""Backups judged on what the stack declares: every guest in a backup job or skipped with a reason
+(`backup-coverage`), every backup target off the cluster (`backup-off-cluster`), and a week of
+dailies unless the spec says why not (`backup-retention`). The rules themselves live in
+`plan.backups`, shared with the preview's RPO table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, ip_address
+
+from pulumi_policy import ResourceValidationArgs
+
+from plan.backups import off_cluster_problems, retention_problem
+from policies.guest_checks import GUESTS
+from policies.plan_checks import Finding
+from policies.props import Declared, get, known
+from policies.tokens import BACKUP_JOB, PBS_STORAGE
+from spec import Cluster
+
+BACKUP_TYPES = (BACKUP_JOB, PBS_STORAGE)
+
+
+def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
+    """Every VM and container declared (templates aside) is in a backup job, or the spec skips it
+    with a reason."""
+    declared = list(resources)
+    covered: set[int] = set()
+    every_guest = False
+    for job in (r for r in declared if r.resource_type == BACKUP_JOB):
+        if get(job.props, "all") is True:
+            every_guest = True
+        ids = known(get(job.props, "vmids"), f"the vmids of backup job {job.name}") or []
+        covered |= {int(i) for i in ids}
+    skipped = cluster.backups.skip if cluster.backups is not None else {}
+    findings: list[Finding] = []
+    for guest in (r for r in declared if r.resource_type in GUESTS):
+        if get(guest.props, "template") is True:
+            continue  # a template holds the cloud image, which its URL and checksum bring back
+        vm_id = known(get(guest.props, "vmId"), f"the VM id of {guest.name}")
+        if every_guest or vm_id in covered or guest.name in skipped:
+            continue
+        findings.append(
+            (
+                f"{guest.name} (VM id {vm_id}) is in no backup job: its data has no copy off the cluster; add a "
+                "`backups:` section, or list it in backups.skip with the reason it needs none",
+                guest.urn,
+            )
+        )
+    return findings
+
+
+def check_backup_target(args: ResourceValidationArgs, cluster: Cluster) -> list[str]:
+    """A backup storage's server is none of the cluster's own addresses or networks."""
+    if args.resource_type == PBS_STORAGE:
+        server = known(get(args.props, "server"), f"the server of {args.name}")
+        try:
+            address = ip_address(str(server))
+        except ValueError:
+            return [f"{args.name}: server {server} is not an address: the policy cannot tell it is off the cluster"]
+        if not isinstance(address, IPv4Address):
+            return []
+        return [f"{args.name}: server {p}" for p in off_cluster_problems(cluster, address)]
+    return []
+
+
+def check_backup_retention(args: ResourceValidationArgs, cluster: Cluster) -> list[str]:
+    if args.resource_type != BACKUP_JOB:
+        return []
+    prune = known(get(args.props, "pruneBackups"), f"the retention of {args.name}") or {}
+    if not prune:
+        return [
+            f"{args.name}: sets no retention, so the storage's applies (keep-all unless set there); "
+            "set backups.guests.retention"
+        ]
+    reason = cluster.backups.guests.retention.short_because if cluster.backups is not None else None
+    problem = retention_problem(int(prune.get("keep-daily", 0)), reason, f"{args.name}: backups.guests.retention")
+    return [problem] if problem else []

@@ -1,0 +1,96 @@
+"""Backups: where copies of the cluster's data go, how often, and for how long.
+
+Every copy goes off the cluster: Ceph's replicas protect against a dead disk or node, not against a
+mistake, a bad upgrade or the loss of the whole cluster. Guests go to a Proxmox Backup Server
+(PBS) outside the cluster, encrypted on the client with a key kept as this stack's secret.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from spec.base import Model, refuse
+
+PBS_PASSWORD = "pbsPassword"  # the PBS user's password or API token secret
+PBS_ENCRYPTION_KEY = "pbsEncryptionKey"  # the client-side key (proxmox-backup-client key create)
+PBS_SECRETS = (PBS_PASSWORD, PBS_ENCRYPTION_KEY)
+# The Proxmox storage ID the backups go to (components/backups.py), whose ACL the token needs.
+PBS_STORAGE = "homelab-pbs"
+
+# A systemd calendar event (PVE schedules are parsed as such: pve-common
+# src/PVE/CalendarEvent.pm); printable ASCII without quotes or backslashes, checked for real by
+# `systemd-analyze calendar` in the tests.
+Schedule = Annotated[str, Field(pattern=r"^[A-Za-z0-9*,.:/~ -]{1,100}$")]
+# Why something needs no backup: a sentence the coverage policy and the report repeat.
+Reason = Annotated[str, Field(min_length=10, max_length=300, pattern=r"^[^\n\r]+$")]
+# A week of dailies: less than that, and a mistake noticed after a long weekend has no copy left.
+MIN_DAILIES = 7
+
+
+class Retention(Model):
+    """How many copies of each age are kept (PVE's prune options, also PBS's)."""
+
+    keep_last: Annotated[int, Field(ge=0)] = 0
+    keep_hourly: Annotated[int, Field(ge=0)] = 0
+    keep_daily: Annotated[int, Field(ge=0)] = 7
+    keep_weekly: Annotated[int, Field(ge=0)] = 4
+    keep_monthly: Annotated[int, Field(ge=0)] = 6
+    keep_yearly: Annotated[int, Field(ge=0)] = 0
+    # Fewer than MIN_DAILIES daily copies, on purpose: the reason (the backup-retention policy).
+    short_because: Reason | None = None
+
+    def prune_options(self) -> dict[str, str]:
+        """PVE's `prune-backups` keys with a count above zero (a zero key is not sent)."""
+        counts = {
+            "keep-last": self.keep_last,
+            "keep-hourly": self.keep_hourly,
+            "keep-daily": self.keep_daily,
+            "keep-weekly": self.keep_weekly,
+            "keep-monthly": self.keep_monthly,
+            "keep-yearly": self.keep_yearly,
+        }
+        return {key: str(count) for key, count in counts.items() if count > 0}
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> Retention:
+        if not self.prune_options():
+            refuse(["keeps no copy: set at least one keep_* above 0"])
+        return self
+
+
+_NS_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,30}"
+
+
+class Pbs(Model):
+    """A Proxmox Backup Server outside the cluster, given by address."""
+
+    address: IPv4Address
+    # A datastore name: a safe ID (letters, digits, `_.-`), 3 to 32 characters.
+    datastore: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{2,31}$")]
+    # A PBS user (user@pbs) or its API token (user@pbs!token); its secret is homelab:pbsPassword.
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+@(pbs|pam)(![A-Za-z0-9._-]+)?$")]
+    # The SHA-256 fingerprint of PBS's certificate (`proxmox-backup-manager cert info`): pinned,
+    # so the nodes send backups and the key's fingerprint to that server only.
+    fingerprint: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")]
+    # A PBS namespace within the datastore: one datastore may serve several clusters.
+    namespace: (
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,6}$")]
+        | None
+    ) = None
+
+
+class GuestBackups(Model):
+    """One vzdump job for every guest not in `skip`: snapshot mode, to PBS."""
+
+    schedule: Schedule = "*-*-* 02:30"
+    retention: Retention = Field(default_factory=Retention)
+
+
+class Backups(Model):
+    pbs: Pbs
+    guests: GuestBackups = Field(default_factory=GuestBackups)
+    # Guests that need no backup, each with its reason (e.g. rebuilt from the repository).
+    skip: dict[str, Reason] = Field(default_factory=dict)

@@ -1,0 +1,159 @@
+"""Guest backups to PBS off the cluster: what the program declares, the schedules as systemd parses
+them, the three backup policies, and the RPO table."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+
+import pytest
+
+from components.api_access import required_privileges
+from offline.harness import config_for
+from offline.policy_run import Violation, run_policies
+from offline.reports import Reports
+from plan.backups import interval_hours
+from policies import tokens
+from spec import parse_cluster
+from spec.backups import PBS_STORAGE
+from tests.policy_support import edit, full_stack
+from tests.support import STACKS, patched, program, stack_cluster, stack_data
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_guest_not_skipped_goes_nightly_to_pbs_encrypted(stack: str) -> None:
+    run, cluster = program(stack), stack_cluster(stack)
+    assert cluster.backups is not None
+    [storage] = run.of_type(tokens.PBS_STORAGE)
+    pbs = cluster.backups.pbs
+    assert storage.inputs["server"] == str(pbs.address) and storage.inputs["fingerprint"] == pbs.fingerprint
+    assert storage.inputs["contents"] == ["backup"] and storage.protect
+    # The password and the client-side key are secrets, never plain in the state.
+    assert {"password", "encryptionKey"} <= set(storage.secret_paths)
+    [job] = run.of_type(tokens.BACKUP_JOB)
+    expected = {str(g.vm_id) for g in cluster.guests if g.name not in cluster.backups.skip}
+    assert set(job.inputs["vmids"]) == expected
+    assert job.inputs["storage"] == PBS_STORAGE and storage.urn in job.dependencies
+    assert job.inputs["mode"] == "snapshot" and job.inputs["repeatMissed"] is True
+    assert int(job.inputs["pruneBackups"]["keep-daily"]) >= 7
+    # The token may point a job at that storage (pve-manager PVE/API2/Backup.pm).
+    assert "Datastore.Allocate" in required_privileges(cluster)[f"/storage/{PBS_STORAGE}"]
+
+
+def test_a_stateless_guest_can_be_skipped_with_its_reason() -> None:
+    run, cluster = program("home"), stack_cluster("home")
+    assert cluster.backups is not None and "k3s-agent-1" in cluster.backups.skip
+    [job] = run.of_type(tokens.BACKUP_JOB)
+    assert str(cluster.guest("k3s-agent-1").vm_id) not in job.inputs["vmids"]
+
+
+def systemd_gaps(schedule: str, iterations: int = 30) -> list[float]:
+    """The hours between SCHEDULE's next runs, as systemd itself computes them."""
+    out = subprocess.run(
+        ["systemd-analyze", "calendar", f"--iterations={iterations}", "--base-time=2026-01-05 00:00:00 UTC", schedule],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    times = [
+        datetime.strptime(line.split(": ", 1)[1].strip()[4:23], "%Y-%m-%d %H:%M:%S")
+        for line in out.splitlines()
+        if line.strip().startswith(("Next elapse:", "Iter. #"))
+    ]
+    return [(b - a).total_seconds() / 3600 for a, b in zip(times, times[1:], strict=False)]
+
+
+@pytest.mark.parametrize(
+    "schedule", ["*-*-* 02:30", "daily", "hourly", "*-*-* 00/6:00", "*-*-* 1,13:15", "*-*-* *:20", "03:00"]
+)
+def test_the_worst_case_loss_is_the_longest_gap_systemd_leaves(schedule: str) -> None:
+    assert interval_hours(schedule) == max(systemd_gaps(schedule))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_stacks_schedules_are_calendar_events_systemd_accepts(stack: str) -> None:
+    cluster = stack_cluster(stack)
+    assert cluster.backups is not None
+    assert systemd_gaps(cluster.backups.guests.schedule)
+
+
+def violations(resources: list, stack: str = "home") -> list[Violation]:  # type: ignore[type-arg]
+    return [v for v in run_policies(resources, config_for(stack)) if v.policy.startswith("backup-")]
+
+
+def test_shipped_stacks_pass_the_backup_policies() -> None:
+    for stack in STACKS:
+        assert violations(full_stack(stack), stack) == []
+
+
+def test_a_guest_left_out_of_the_job_is_refused() -> None:
+    stack = full_stack("home")
+    cluster = stack_cluster("home")
+    vmids = [str(g.vm_id) for g in cluster.guests if g.name in ("k3s-server-1", "k3s-server-2", "backup")]
+    [v] = violations(edit(stack, "homelab-guests", {"vmids": vmids}, typ=tokens.BACKUP_JOB))
+    assert v.policy == "backup-coverage"
+    assert v.message.startswith("k3s-server-3 (VM id 203) is in no backup job: its data has no copy off the cluster")
+
+
+def test_no_backups_at_all_is_refused_for_every_guest() -> None:
+    stack = [r for r in full_stack("home") if r.type != tokens.BACKUP_JOB]
+    found = violations(stack)
+    assert {v.message.split(" ", 1)[0] for v in found} == {g.name for g in stack_cluster("home").guests} - {
+        "k3s-agent-1",
+        "k3s-agent-2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("10.0.10.11", "homelab-pbs: server 10.0.10.11 is nodes[pve1].address: a copy there dies with the cluster"),
+        ("10.0.10.31", "homelab-pbs: server 10.0.10.31 is guests[k3s-server-1].address: a copy there dies with"),
+        ("10.0.10.20", "homelab-pbs: server 10.0.10.20 is the k3s API VIP or in its LoadBalancer pool"),
+        ("10.0.40.200", "homelab-pbs: server 10.0.40.200 is on the Ceph public network 10.0.40.0/24"),
+        ("pbs.example.org", "homelab-pbs: server pbs.example.org is not an address: the policy cannot tell"),
+    ],
+)
+def test_a_backup_target_on_the_cluster_is_refused(server: str, message: str) -> None:
+    found = violations(edit(full_stack("home"), PBS_STORAGE, {"server": server}, typ=tokens.PBS_STORAGE))
+    assert [v.policy for v in found] == ["backup-off-cluster"]
+    assert found[0].message.startswith(message)
+
+
+def test_less_than_a_week_of_dailies_needs_a_reason() -> None:
+    short = {"pruneBackups": {"keep-daily": "3", "keep-weekly": "4"}}
+    [v] = violations(edit(full_stack("home"), "homelab-guests", short, typ=tokens.BACKUP_JOB))
+    assert v.policy == "backup-retention"
+    assert "keeps 3 daily copies, fewer than 7" in v.message
+    [v] = violations(edit(full_stack("home"), "homelab-guests", {"pruneBackups": {}}, typ=tokens.BACKUP_JOB))
+    assert "sets no retention" in v.message
+    # With the reason in the spec, the same job passes.
+    data = patched(
+        stack_data("home"),
+        {"backups.guests.retention": {"keep_daily": 3, "keep_weekly": 4, "short_because": "the PBS disk is small"}},
+    )
+    stack = full_stack("home")
+    assert [
+        v
+        for v in run_policies(
+            edit(stack, "homelab-guests", short, typ=tokens.BACKUP_JOB), config_for("home", cluster=data)
+        )
+        if v.policy.startswith("backup-")
+    ] == []
+
+
+def test_the_rpo_table_names_what_has_no_copy_off_the_cluster() -> None:
+    cluster = stack_cluster("home")
+    rows = {r["data"]: r for r in Reports.of(cluster).backups_json()}
+    assert rows["guest k3s-server-1"]["worst_case_loss_hours"] == 24
+    assert rows["guest k3s-server-1"]["back_days"] == 180 and rows["guest k3s-server-1"]["off_cluster"]
+    assert rows["guest k3s-agent-1"]["copies"].startswith("skipped: stateless")
+    assert not rows["volume jellyfin/config"]["off_cluster"]
+    assert rows["k3s etcd"]["worst_case_loss_hours"] == 6 and not rows["k3s etcd"]["off_cluster"]
+    text = "\n".join(Reports.of(cluster).backups_text())
+    assert "No copy off the cluster, lost with it: volume adguard-home/conf" in text
+    assert "k3s-agent-1" not in text.splitlines()[-1]
+    # Without a backups section, every guest is exposed too.
+    bare = parse_cluster({k: v for k, v in stack_data("home").items() if k != "backups"})
+    assert all(not r["off_cluster"] for r in Reports.of(bare).backups_json())
