@@ -3,13 +3,14 @@ them, the three backup policies, and the RPO table."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from datetime import datetime
 
 import pytest
 
 from components.api_access import required_privileges
-from offline.harness import config_for
+from offline.harness import Resource, config_for
 from offline.policy_run import Violation, run_policies
 from offline.reports import Reports
 from plan.backups import interval_hours
@@ -61,7 +62,7 @@ def systemd_gaps(schedule: str, iterations: int = 30) -> list[float]:
         for line in out.splitlines()
         if line.strip().startswith(("Next elapse:", "Iter. #"))
     ]
-    return [(b - a).total_seconds() / 3600 for a, b in zip(times, times[1:], strict=False)]
+    return [(b - a).total_seconds() / 3600 for a, b in itertools.pairwise(times)]
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_the_stacks_schedules_are_calendar_events_systemd_accepts(stack: str) ->
     assert systemd_gaps(cluster.backups.guests.schedule)
 
 
-def violations(resources: list, stack: str = "home") -> list[Violation]:  # type: ignore[type-arg]
+def violations(resources: list[Resource], stack: str = "home") -> list[Violation]:
     return [v for v in run_policies(resources, config_for(stack)) if v.policy.startswith("backup-")]
 
 
