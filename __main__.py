@@ -5,7 +5,7 @@ Read top to bottom, this is the order the cluster comes up in.
 
 import pulumi
 
-from components.backups import GuestBackups
+from components.backups import EtcdSnapshotsOffCluster, GuestBackups
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.firewall import GuestFilters, ProxmoxFirewall
 from components.guests import Guests, GuestTemplates
@@ -70,6 +70,10 @@ if cluster.k3s is not None:
     k3s = K3sCluster(cluster, access, guests.machines, guests.placement)
     platform = Platform(cluster, storage, k3s)
     Workloads(cluster, k3s, platform)
+    if cluster.backups is not None and cluster.backups.s3 is not None:
+        EtcdSnapshotsOffCluster(cluster, k3s.provider, opts=pulumi.ResourceOptions(depends_on=[*k3s.installs.values()]))
     pulumi.export("kubeconfig", k3s.kubeconfig)
+    # A secret output: restoring an etcd snapshot on rebuilt servers needs the token that took it.
+    pulumi.export("k3sServerToken", k3s.token)
 
 pulumi.export("nodes", [n.name for n in cluster.nodes])

@@ -1,5 +1,5 @@
-"""Backups of the guests: a Proxmox Backup Server outside the cluster as a Proxmox storage, and
-one vzdump job for every guest the spec does not skip.
+"""Backups off the cluster: the guests to a Proxmox Backup Server (a Proxmox storage and one
+vzdump job for every guest the spec does not skip), and the k3s etcd snapshots to an S3 store.
 
 The job is cluster-wide with a list of VM ids: each node backs up the listed guests it runs at the
 time, so a guest HA moved is backed up where it is. Snapshot mode (the guest keeps running; a VM's
@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pulumi_proxmoxve as proxmoxve
 
+from components.k3s import ETCD_S3_SECRET
 from components.stack import secret_config, waits_for
 from plan.backups import backed_up_guests
-from spec.backups import PBS_ENCRYPTION_KEY, PBS_PASSWORD, PBS_STORAGE
+from spec.backups import PBS_ENCRYPTION_KEY, PBS_PASSWORD, PBS_STORAGE, S3_ACCESS_KEY, S3_SECRET_KEY, S3Store
 from spec.models import Cluster
 
 GUEST_JOB = "homelab-guests"
@@ -74,3 +76,44 @@ class GuestBackups(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.storage, *(machines[g.name] for g in guests)]),
         )
         self.register_outputs({"storage": PBS_STORAGE, "guests": [g.name for g in guests]})
+
+
+def etcd_s3_settings(cluster: Cluster, store: S3Store) -> dict[str, pulumi.Input[str]]:
+    """The k3s S3 config Secret's keys: the `--etcd-s3-*` flags by name (docs.k3s.io
+    cli/etcd-snapshot, "S3 Configuration Secret"), the CA inline as PEM."""
+    settings: dict[str, pulumi.Input[str]] = {
+        "etcd-s3-endpoint": store.endpoint,
+        "etcd-s3-bucket": store.bucket,
+        "etcd-s3-region": store.region,
+        # One store may hold several clusters' snapshots.
+        "etcd-s3-folder": f"{cluster.name}/etcd",
+        "etcd-s3-access-key": secret_config(S3_ACCESS_KEY),
+        "etcd-s3-secret-key": secret_config(S3_SECRET_KEY),
+        # HTTPS, with the certificate checked: etcd's snapshot holds every object of the cluster.
+        "etcd-s3-insecure": "false",
+        "etcd-s3-skip-ssl-verify": "false",
+    }
+    if store.ca_certificate is not None:
+        settings["etcd-s3-endpoint-ca"] = store.ca_certificate
+    return settings
+
+
+class EtcdSnapshotsOffCluster(pulumi.ComponentResource):
+    """The Secret k3s reads at each scheduled etcd snapshot to upload it to the S3 store (the
+    servers' config names it: components/k3s.py node_config). k3s prunes the store to the same
+    retention as the local snapshots. A restore cannot read the Secret (the API server is down
+    then): the README gives the flags."""
+
+    def __init__(self, cluster: Cluster, provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("homelab:backups:EtcdSnapshotsOffCluster", f"{cluster.name}-etcd-s3", None, opts)
+        assert cluster.backups is not None and cluster.backups.s3 is not None
+        self.secret = k8s.core.v1.Secret(
+            ETCD_S3_SECRET,
+            k8s.core.v1.SecretInitArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=ETCD_S3_SECRET, namespace="kube-system"),
+                type="etcd.k3s.cattle.io/s3-config-secret",
+                string_data=etcd_s3_settings(cluster, cluster.backups.s3),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=waits_for(opts)),
+        )
+        self.register_outputs({"secret": ETCD_S3_SECRET})

@@ -54,6 +54,9 @@ ENCRYPTION_CONFIG = f"{DATA_DIR}/server/cred/encryption-config.json"
 # arguments into the systemd unit and only runs on a new version, so a changed flag would never
 # reach a running node. The script restarts k3s when this file changes.
 CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
+# The Secret in kube-system that k3s reads its S3 settings from at each snapshot
+# (components/backups.py EtcdSnapshotsOffCluster writes it).
+ETCD_S3_SECRET = "k3s-etcd-snapshot-s3-config"
 # etcd snapshots on each server every 6 hours, a week of them: a bad upgrade or a lost quorum
 # can be rolled back with `k3s server --cluster-reset --cluster-reset-restore-path=...`.
 SNAPSHOT_CRON = "0 */6 * * *"
@@ -114,7 +117,7 @@ def cordoned(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> 
     return [n for n in [*spec.servers, *spec.agents] if placement.get(n) in maintenance]
 
 
-def node_config(spec: K3s, guest: str, address: str, role: str) -> str:
+def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = False) -> str:
     """The guest's k3s config file (`CONFIG_FILE`) for ROLE: server-init, server-join or agent.
 
     No node label: k3s puts its `node-label`s back on every start, so one baked in here would undo
@@ -158,6 +161,11 @@ def node_config(spec: K3s, guest: str, address: str, role: str) -> str:
         # install script refuses to add it to a server whose etcd was started without it.
         "secrets-encryption": True,
     }
+    if etcd_s3:
+        # Each snapshot also goes to the object store off the cluster. Only these two flags: with
+        # any other etcd-s3 flag set, k3s ignores the Secret (docs.k3s.io cli/etcd-snapshot),
+        # which keeps the credentials out of this file and out of the install's script.
+        config |= {"etcd-s3": True, "etcd-s3-config-secret": ETCD_S3_SECRET}
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -198,6 +206,7 @@ class K3sCluster(pulumi.ComponentResource):
         check_server_spread(spec.servers, placement)
         self.spec = spec
         user = cluster.access.user
+        etcd_s3 = cluster.backups is not None and cluster.backups.s3 is not None
         # What the caller said to wait for holds back the first commands, not only this component.
         before = waits_for(opts)
 
@@ -244,7 +253,7 @@ class K3sCluster(pulumi.ComponentResource):
                 "config_file": CONFIG_FILE,
                 "data_dir": DATA_DIR,
                 "encryption_config": ENCRYPTION_CONFIG,
-                "k3s_config": node_config(spec, guest, str(cluster.guest(guest).address), role),
+                "k3s_config": node_config(spec, guest, str(cluster.guest(guest).address), role, etcd_s3),
             }
             if role != "agent":
                 params |= {"manifests": MANIFESTS, "kube_vip_manifest": manifest}

@@ -6,6 +6,7 @@ pack (`backup-coverage`, `backup-off-cluster`, `backup-retention`) and the previ
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from dataclasses import dataclass
@@ -131,14 +132,23 @@ def copies(cluster: Cluster) -> list[Copy]:
         for v in w.volumes:
             rows.append(Copy(f"volume {w.name}/{v.name}", "no backup (only Ceph's replicas)", None, "–", None, False))
     if cluster.k3s is not None:
-        rows.append(
-            Copy(
-                "k3s etcd",
-                "snapshots on each server's own disk (on the cluster's Ceph)",
-                ETCD_SNAPSHOT_HOURS,
-                f"every {ETCD_SNAPSHOT_HOURS} h",
-                ETCD_SNAPSHOTS_KEPT * ETCD_SNAPSHOT_HOURS / 24,
-                False,
-            )
-        )
+        s3 = b.s3 if b is not None else None
+        where = "snapshots on each server's own disk (on the cluster's Ceph)"
+        if s3 is not None:
+            where = f"S3 {s3.endpoint}/{s3.bucket}/{cluster.name}/etcd, and each server's own disk"
+        back = ETCD_SNAPSHOTS_KEPT * ETCD_SNAPSHOT_HOURS / 24
+        cadence = f"every {ETCD_SNAPSHOT_HOURS} h"
+        rows.append(Copy("k3s etcd", where, ETCD_SNAPSHOT_HOURS, cadence, back, s3 is not None))
     return rows
+
+
+def target_addresses(cluster: Cluster) -> dict[str, IPv4Address]:
+    """The spec's backup targets given by address (a store named by host name is not judged here)."""
+    if cluster.backups is None:
+        return {}
+    targets = {"backups.pbs.address": cluster.backups.pbs.address}
+    s3 = cluster.backups.s3
+    if s3 is not None:
+        with contextlib.suppress(ValueError):  # a host name: not judged by address
+            targets["backups.s3.endpoint"] = IPv4Address(s3.host)
+    return targets

@@ -10,14 +10,14 @@ from ipaddress import IPv4Address, ip_address
 
 from pulumi_policy import ResourceValidationArgs
 
-from plan.backups import off_cluster_problems, retention_problem
+from plan.backups import off_cluster_problems, retention_problem, target_addresses
 from policies.guest_checks import GUESTS
 from policies.plan_checks import Finding
 from policies.props import Declared, get, known
 from policies.tokens import BACKUP_JOB, PBS_STORAGE
 from spec import Cluster
 
-BACKUP_TYPES = (BACKUP_JOB, PBS_STORAGE)
+BACKUP_TYPES = (BACKUP_JOB,)
 
 
 def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
@@ -49,18 +49,29 @@ def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> li
     return findings
 
 
-def check_backup_target(args: ResourceValidationArgs, cluster: Cluster) -> list[str]:
-    """A backup storage's server is none of the cluster's own addresses or networks."""
-    if args.resource_type == PBS_STORAGE:
-        server = known(get(args.props, "server"), f"the server of {args.name}")
+def check_backup_targets(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
+    """Every PBS storage's server and the spec's S3 store are none of the cluster's own addresses
+    or networks."""
+    findings: list[Finding] = []
+    for storage in (r for r in resources if r.resource_type == PBS_STORAGE):
+        server = known(get(storage.props, "server"), f"the server of {storage.name}")
         try:
             address = ip_address(str(server))
         except ValueError:
-            return [f"{args.name}: server {server} is not an address: the policy cannot tell it is off the cluster"]
-        if not isinstance(address, IPv4Address):
-            return []
-        return [f"{args.name}: server {p}" for p in off_cluster_problems(cluster, address)]
-    return []
+            findings.append(
+                (
+                    f"{storage.name}: server {server} is not an address: the policy cannot tell it is off the cluster",
+                    storage.urn,
+                )
+            )
+            continue
+        if isinstance(address, IPv4Address):
+            findings += [(f"{storage.name}: server {p}", storage.urn) for p in off_cluster_problems(cluster, address)]
+    s3 = cluster.backups.s3 if cluster.backups is not None else None
+    store = target_addresses(cluster).get("backups.s3.endpoint")
+    if s3 is not None and store is not None:
+        findings += [(f"backups.s3.endpoint {s3.endpoint}: {p}", None) for p in off_cluster_problems(cluster, store)]
+    return findings
 
 
 def check_backup_retention(args: ResourceValidationArgs, cluster: Cluster) -> list[str]:

@@ -41,7 +41,7 @@ from policies.backup_checks import (  # noqa: E402
     BACKUP_TYPES,
     check_backup_coverage,
     check_backup_retention,
-    check_backup_target,
+    check_backup_targets,
 )
 from policies.firewall_checks import FIREWALL_TYPES, check_deploy_path  # noqa: E402
 from policies.guest_checks import (  # noqa: E402
@@ -185,11 +185,11 @@ POLICIES: list[Policy] = [
         description="Every VM and container is in a backup job, or the spec's backups.skip says why it needs none.",
         validate=_on_stack(check_backup_coverage),
     ),
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="backup-off-cluster",
-        description="No backup target is a node, a guest, an address of the k3s cluster or on the Ceph "
-        "networks: a copy there dies with the cluster.",
-        validate=_on_resource(check_backup_target, BACKUP_TYPES),
+        description="No backup target (a PBS storage, the S3 store) is a node, a guest, an address of the k3s "
+        "cluster or on the Ceph networks: a copy there dies with the cluster.",
+        validate=_on_stack(check_backup_targets),
     ),
     ResourceValidationPolicy(
         name="backup-retention",

@@ -17,6 +17,9 @@ from spec.base import Model, refuse
 PBS_PASSWORD = "pbsPassword"  # the PBS user's password or API token secret
 PBS_ENCRYPTION_KEY = "pbsEncryptionKey"  # the client-side key (proxmox-backup-client key create)
 PBS_SECRETS = (PBS_PASSWORD, PBS_ENCRYPTION_KEY)
+S3_ACCESS_KEY = "s3AccessKey"  # the object store's access key ID
+S3_SECRET_KEY = "s3SecretKey"
+S3_SECRETS = (S3_ACCESS_KEY, S3_SECRET_KEY)
 # The Proxmox storage ID the backups go to (components/backups.py), whose ACL the token needs.
 PBS_STORAGE = "homelab-pbs"
 
@@ -82,6 +85,25 @@ class Pbs(Model):
     ) = None
 
 
+class S3Store(Model):
+    """An S3-compatible object store off the cluster (Garage, MinIO or a provider's), for the k3s
+    etcd snapshots. Its credentials are homelab:s3AccessKey and homelab:s3SecretKey."""
+
+    # host[:port], as k3s's etcd-s3-endpoint takes it; always over HTTPS.
+    endpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")]
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "us-east-1"
+    # The CA of a store whose certificate no public CA signed (PEM; public, not a secret).
+    ca_certificate: (
+        Annotated[str, Field(pattern=r"^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$")]
+        | None
+    ) = None
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.rsplit(":", 1)[0] if ":" in self.endpoint else self.endpoint
+
+
 class GuestBackups(Model):
     """One vzdump job for every guest not in `skip`: snapshot mode, to PBS."""
 
@@ -91,6 +113,8 @@ class GuestBackups(Model):
 
 class Backups(Model):
     pbs: Pbs
+    # Where the k3s etcd snapshots go, besides each server's own disk; None: they stay there.
+    s3: S3Store | None = None
     guests: GuestBackups = Field(default_factory=GuestBackups)
     # Guests that need no backup, each with its reason (e.g. rebuilt from the repository).
     skip: dict[str, Reason] = Field(default_factory=dict)

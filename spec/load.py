@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from spec.backups import PBS_SECRETS
+from spec.backups import PBS_SECRETS, S3_SECRETS
 from spec.base import SpecError
 from spec.models import Cluster
 from spec.secrets import ACCESS_SECRETS, full_key
@@ -64,7 +64,9 @@ def secret_keys(cluster: Cluster) -> list[str]:
     and the apps' `secret_env` and seed files."""
     apps = {key for w in cluster.workloads for key in w.secret_env.values()}
     apps |= {key for w in cluster.workloads for seed in w.seed_files for key in seed.secrets.values()}
-    backups = PBS_SECRETS if cluster.backups is not None else ()
+    backups: tuple[str, ...] = ()
+    if cluster.backups is not None:
+        backups = (*PBS_SECRETS, *(S3_SECRETS if cluster.backups.s3 is not None else ()))
     return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *sorted(apps))]
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from components.api_access import required_privileges
+from components.k3s import ETCD_S3_SECRET
 from offline.harness import Resource, config_for
 from offline.policy_run import Violation, run_policies
 from offline.reports import Reports
@@ -19,6 +20,7 @@ from spec import parse_cluster
 from spec.backups import PBS_STORAGE
 from tests.policy_support import edit, full_stack
 from tests.support import STACKS, patched, program, stack_cluster, stack_data
+from tests.test_k8s_hardening import install_config
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -151,10 +153,51 @@ def test_the_rpo_table_names_what_has_no_copy_off_the_cluster() -> None:
     assert rows["guest k3s-server-1"]["back_days"] == 180 and rows["guest k3s-server-1"]["off_cluster"]
     assert rows["guest k3s-agent-1"]["copies"].startswith("skipped: stateless")
     assert not rows["volume jellyfin/config"]["off_cluster"]
-    assert rows["k3s etcd"]["worst_case_loss_hours"] == 6 and not rows["k3s etcd"]["off_cluster"]
+    # etcd: every 6 hours, a week of them, to the S3 store (home) or only on the servers (lab).
+    assert rows["k3s etcd"]["worst_case_loss_hours"] == 6 and rows["k3s etcd"]["back_days"] == 7
+    assert rows["k3s etcd"]["off_cluster"] and rows["k3s etcd"]["copies"].startswith("S3 10.0.10.5:9000/")
+    lab = {r["data"]: r for r in Reports.of(stack_cluster("lab")).backups_json()}
+    assert not lab["k3s etcd"]["off_cluster"]
     text = "\n".join(Reports.of(cluster).backups_text())
     assert "No copy off the cluster, lost with it: volume adguard-home/conf" in text
     assert "k3s-agent-1" not in text.splitlines()[-1]
     # Without a backups section, every guest is exposed too.
     bare = parse_cluster({k: v for k, v in stack_data("home").items() if k != "backups"})
     assert all(not r["off_cluster"] for r in Reports.of(bare).backups_json())
+
+
+def test_etcd_snapshots_go_to_the_s3_store_with_credentials_kept_secret() -> None:
+    run, cluster = program("home"), stack_cluster("home")
+    assert cluster.backups is not None and cluster.backups.s3 is not None and cluster.k3s is not None
+    for server in cluster.k3s.servers:
+        _, config = install_config(run, server)
+        # Only these two: with any other etcd-s3 flag, k3s ignores the Secret.
+        assert {k: v for k, v in config.items() if k.startswith("etcd-s3")} == {
+            "etcd-s3": True,
+            "etcd-s3-config-secret": ETCD_S3_SECRET,
+        }
+    [secret] = [r for r in run.of_type(tokens.K8S_SECRET) if r.inputs["metadata"]["name"] == ETCD_S3_SECRET]
+    assert secret.inputs["metadata"]["namespace"] == "kube-system"
+    assert secret.inputs["type"] == "etcd.k3s.cattle.io/s3-config-secret"
+    data = secret.inputs["stringData"]
+    assert data["etcd-s3-endpoint"] == "10.0.10.5:9000" and data["etcd-s3-folder"] == "home/etcd"
+    assert data["etcd-s3-endpoint-ca"] == cluster.backups.s3.ca_certificate
+    assert data["etcd-s3-insecure"] == "false" and data["etcd-s3-skip-ssl-verify"] == "false"
+    assert "stringData" in " ".join(secret.secret_paths)
+    # A stack without a store keeps its snapshots on the servers, and says nothing of S3.
+    lab = program("lab")
+    assert not [r for r in lab.of_type(tokens.K8S_SECRET) if r.inputs["metadata"]["name"] == ETCD_S3_SECRET]
+    _, config = install_config(lab, stack_cluster("lab").k3s.servers[0])  # type: ignore[union-attr]
+    assert not [k for k in config if k.startswith("etcd-s3")]
+
+
+def test_an_s3_store_on_the_cluster_is_refused() -> None:
+    data = patched(stack_data("home"), {"backups.s3.endpoint": "10.0.10.12:9000"})
+    found = [
+        v
+        for v in run_policies(full_stack("home"), config_for("home", cluster=data))
+        if v.policy == "backup-off-cluster"
+    ]
+    assert [v.message for v in found] == [
+        "backups.s3.endpoint 10.0.10.12:9000: 10.0.10.12 is nodes[pve2].address: a copy there dies with the cluster"
+    ]

@@ -33,8 +33,10 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
     assert secrets_of(config) == [
         "homelab:proxmoxApiToken",
         "homelab:sshPrivateKey",
-        "homelab:pbsPassword",  # the backups' target and key
+        "homelab:pbsPassword",  # the backups' target and key, and the S3 store's credentials
         "homelab:pbsEncryptionKey",
+        "homelab:s3AccessKey",
+        "homelab:s3SecretKey",
         "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
         "homelab:uptimeKumaPassword",
     ]
@@ -70,6 +72,8 @@ def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
         "homelab:sshPrivateKey",
         "homelab:pbsPassword",
         "homelab:pbsEncryptionKey",
+        "homelab:s3AccessKey",
+        "homelab:s3SecretKey",
         "homelab:adguardAdminPasswordHash",
     ]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):

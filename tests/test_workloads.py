@@ -275,7 +275,7 @@ def test_ceph_csi_uses_the_restricted_client_and_the_kubernetes_pool(stack: str)
     [csi_config] = release.inputs["values"]["csiConfig"]
     assert csi_config["monitors"] == [f"{cluster.public_address(cluster.node(m))}:6789" for m in cluster.ceph.monitors]
     assert release.inputs["values"]["secret"] == {"create": False}
-    [secret] = [r for r in run.of_type(tokens.K8S_SECRET) if r.parent_name != f"{cluster.name}-workloads"]
+    [secret] = [r for r in run.of_type(tokens.K8S_SECRET) if r.parent_name == f"{cluster.name}-platform"]
     # userID and userKey come from the Ceph layer's outputs: unknown in a preview, and secret.
     assert "stringData" in secret.secret_paths
     [storage_class] = run.of_type(tokens.STORAGE_CLASS)
