@@ -10,7 +10,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt
 # Tools that come as wheels (shellcheck, zizmor, ...) live in the venv's bin.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: preview test lint typecheck unit tools bench clean hashes
+.PHONY: preview test lint typecheck unit tools bench clean hashes restore
 
 $(BIN)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,8 @@ $(BIN)/.installed: $(REQUIREMENTS)
 # throwaway Ceph cluster on 127.0.0.1 (tests/ceph_cluster.py: ceph-mon brings `monmaptool`, ceph-common
 # `ceph`, `rbd`, `rados`, `ceph-conf`, `ceph-authtool`). Each is installed when its command is missing.
 DEBIAN_TOOLS := cloud-init:cloud-init corosync:corosync ip:iproute2 unshare:util-linux udevadm:udev \
-  systemd-analyze:systemd ceph-mon:ceph-mon ceph-mgr:ceph-mgr ceph-osd:ceph-osd ceph:ceph-common
+  systemd-analyze:systemd ceph-mon:ceph-mon ceph-mgr:ceph-mgr ceph-osd:ceph-osd ceph:ceph-common \
+  restic:restic openssl:openssl
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
@@ -35,6 +36,10 @@ tools:
 ## The offline plan of a stack (STACK=home by default): no Proxmox, no Pulumi CLI, no secrets.
 preview: $(BIN)/.installed
 	$(BIN)/python -m offline.preview --stack $(STACK) --shape $(SHAPE)
+
+## A volume's restore, as YAML for `kubectl apply -f -` (README, "Restore a volume").
+restore: $(BIN)/.installed
+	@$(BIN)/python -m offline.restore --stack $(STACK) --volume $(VOLUME) --as-of "$(AS_OF)"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from components.platform import Platform
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
 from components.storage import CephStorage
+from components.volume_backups import VolumeBackups
 from components.workloads import Workloads
 from plan.placement import plan_guests
 
@@ -69,9 +70,17 @@ if cluster.backups is not None:
 if cluster.k3s is not None:
     k3s = K3sCluster(cluster, access, guests.machines, guests.placement)
     platform = Platform(cluster, storage, k3s)
-    Workloads(cluster, k3s, platform)
+    workloads = Workloads(cluster, k3s, platform)
+    # Off the cluster, to the S3 store: the etcd snapshots, and a restic copy of every volume.
     if cluster.backups is not None and cluster.backups.s3 is not None:
         EtcdSnapshotsOffCluster(cluster, k3s.provider, opts=pulumi.ResourceOptions(depends_on=[*k3s.installs.values()]))
+        VolumeBackups(
+            cluster,
+            k3s.provider,
+            storage.cluster_id,
+            workloads.statefulsets,
+            opts=pulumi.ResourceOptions(depends_on=[platform]),
+        )
     pulumi.export("kubeconfig", k3s.kubeconfig)
     # A secret output: restoring an etcd snapshot on rebuilt servers needs the token that took it.
     pulumi.export("k3sServerToken", k3s.token)

@@ -24,6 +24,8 @@ from components.network_policies import allow_ingress, closed_networks, isolate_
 from components.platform import KUBE_VIP_LB_ANNOTATION, Platform
 from components.seeds import seed_pod_parts, seed_secret
 from components.stack import secret_config, waits_for
+from components.volume_backups import PRIVILEGED_MOVERS
+from plan.backups import mover_namespaces
 from policies.tokens import HA_LABEL
 from spec.kubernetes import Port, Workload
 from spec.models import Cluster
@@ -159,6 +161,9 @@ class Workloads(pulumi.ComponentResource):
         self.platform = platform
         self.before = waits_for(opts)
         self.namespaces: dict[str, k8s.core.v1.Namespace] = {}
+        # Each workload with volumes: its StatefulSet, whose claims the backups copy.
+        self.statefulsets: dict[str, k8s.apps.v1.StatefulSet] = {}
+        self.movers = mover_namespaces(cluster)
         self.workloads = cluster.workloads
         for workload in cluster.workloads:
             self._workload(workload)
@@ -190,7 +195,14 @@ class Workloads(pulumi.ComponentResource):
         if name not in self.namespaces:
             self.namespaces[name] = k8s.core.v1.Namespace(
                 name,
-                k8s.core.v1.NamespaceInitArgs(metadata=Meta(name=name, labels=pod_security(name, workloads))),
+                k8s.core.v1.NamespaceInitArgs(
+                    metadata=Meta(
+                        name=name,
+                        labels=pod_security(name, workloads),
+                        # VolSync's movers may read and restore every file here (volume_backups.py).
+                        annotations={PRIVILEGED_MOVERS: "true"} if name in self.movers else None,
+                    )
+                ),
                 opts=self._opts(),
             )
 
@@ -294,6 +306,7 @@ class Workloads(pulumi.ComponentResource):
                     pulumi.ResourceOptions(ignore_changes=["spec.volumeClaimTemplates"]),
                 ),
             )
+            self.statefulsets[w.name] = statefulset
             grown_claims(w, key, self._opts(w.namespace, after=[statefulset]))
         else:
             k8s.apps.v1.Deployment(

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 from spec.backups import MIN_DAILIES, Retention
 from spec.checks import used_addresses
 from spec.guests import Guest
+from spec.kubernetes import Volume, Workload
 from spec.models import Cluster
 
 # k3s's etcd snapshots (components/k3s.py SNAPSHOT_CRON, SNAPSHOT_RETENTION): every 6 hours on
@@ -28,6 +29,41 @@ def backed_up_guests(cluster: Cluster) -> list[Guest]:
     if cluster.backups is None:
         return []
     return [g for g in cluster.guests if g.name not in cluster.backups.skip]
+
+
+@dataclass(frozen=True)
+class VolumeCopy:
+    """One workload volume VolSync copies: its claim, its restic repository and its schedule."""
+
+    workload: Workload
+    volume: Volume
+    claim: str  # the claim the StatefulSet made for its one replica
+    repository: str  # restic's repository URL
+    schedule: str  # a Kubernetes cron line
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload.name}/{self.volume.name}"
+
+
+def backed_up_volumes(cluster: Cluster) -> list[VolumeCopy]:
+    """The workload volumes VolSync copies to the S3 store: every one not skipped with a reason,
+    each at its own minute of the spec's hour, so they do not all run at once."""
+    b = cluster.backups
+    if b is None or b.s3 is None:
+        return []
+    volumes = [(w, v) for w in cluster.workloads for v in w.volumes if f"{w.name}/{v.name}" not in b.skip]
+    copies: list[VolumeCopy] = []
+    for index, (w, v) in enumerate(volumes):
+        minute = index * 60 // len(volumes)
+        repository = f"s3:https://{b.s3.endpoint}/{b.s3.bucket}/{cluster.name}/volsync/{w.namespace}/{w.name}-{v.name}"
+        copies.append(VolumeCopy(w, v, f"{v.name}-{w.name}-0", repository, f"{minute} {b.volumes.hour} * * *"))
+    return copies
+
+
+def mover_namespaces(cluster: Cluster) -> set[str]:
+    """The namespaces where VolSync's movers copy a volume."""
+    return {c.workload.namespace for c in backed_up_volumes(cluster)}
 
 
 def off_cluster_problems(cluster: Cluster, address: IPv4Address) -> list[str]:
@@ -128,9 +164,17 @@ def copies(cluster: Cluster) -> list[Copy]:
         else:
             why = f"skipped: {b.skip[g.name]}" if b is not None and g.name in b.skip else "no backup"
             rows.append(Copy(f"guest {g.name}", why, None, "–", None, False))
+    volumes = {c.key: c for c in backed_up_volumes(cluster)}
     for w in cluster.workloads:
         for v in w.volumes:
-            rows.append(Copy(f"volume {w.name}/{v.name}", "no backup (only Ceph's replicas)", None, "–", None, False))
+            data, copy = f"volume {w.name}/{v.name}", volumes.get(f"{w.name}/{v.name}")
+            if b is not None and copy is not None:
+                where = "restic " + copy.repository.removeprefix("s3:https://")
+                rows.append(Copy(data, where, 24, copy.schedule, reach_days(b.volumes.retention, 24), True))
+            elif b is not None and f"{w.name}/{v.name}" in b.skip:
+                rows.append(Copy(data, f"skipped: {b.skip[f'{w.name}/{v.name}']}", None, "–", None, False))
+            else:
+                rows.append(Copy(data, "no backup (only Ceph's replicas)", None, "–", None, False))
     if cluster.k3s is not None:
         s3 = b.s3 if b is not None else None
         where = "snapshots on each server's own disk (on the cluster's Ceph)"

@@ -13,8 +13,8 @@ from pulumi_policy import ResourceValidationArgs
 from plan.backups import off_cluster_problems, retention_problem, target_addresses
 from policies.guest_checks import GUESTS
 from policies.plan_checks import Finding
-from policies.props import Declared, get, known
-from policies.tokens import BACKUP_JOB, PBS_STORAGE
+from policies.props import Declared, NotKnownYetError, get, known
+from policies.tokens import BACKUP_JOB, PBS_STORAGE, REPLICATION_SOURCE, STATEFUL_SET
 from spec import Cluster
 
 BACKUP_TYPES = (BACKUP_JOB,)
@@ -46,6 +46,44 @@ def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> li
                 guest.urn,
             )
         )
+    return findings
+
+
+def check_volume_coverage(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
+    """Every claim a StatefulSet makes is the source of a VolSync ReplicationSource in its
+    namespace, or the spec skips its volume (`<workload>/<volume>`) with a reason."""
+    declared = [r for r in resources if r.resource_type in (STATEFUL_SET, REPLICATION_SOURCE)]
+    if any(not r.props for r in declared):
+        raise NotKnownYetError(
+            "the k3s cluster's objects have no outputs yet (their provider takes its kubeconfig from the cluster, "
+            "which `pulumi up` reads first): whether every volume's claim has a ReplicationSource is judged on "
+            "the next preview"
+        )
+    sources = {
+        (get(r.props, "metadata", "namespace"), get(r.props, "spec", "sourcePVC"))
+        for r in declared
+        if r.resource_type == REPLICATION_SOURCE
+    }
+    skipped = cluster.backups.skip if cluster.backups is not None else {}
+    findings: list[Finding] = []
+    for sts in (r for r in declared if r.resource_type == STATEFUL_SET):
+        name, namespace = get(sts.props, "metadata", "name"), get(sts.props, "metadata", "namespace")
+        replicas = get(sts.props, "spec", "replicas") or 1
+        for template in get(sts.props, "spec", "volumeClaimTemplates") or []:
+            volume = get(template, "metadata", "name")
+            if f"{name}/{volume}" in skipped:
+                continue
+            for ordinal in range(int(replicas)):
+                claim = f"{volume}-{name}-{ordinal}"
+                if (namespace, claim) not in sources:
+                    findings.append(
+                        (
+                            f"volume {name}/{volume} (claim {namespace}/{claim}) has no copy off the cluster: no "
+                            "ReplicationSource copies it; give the stack a backups.s3 store, or list "
+                            f"{name}/{volume} in backups.skip with the reason it needs none",
+                            sts.urn,
+                        )
+                    )
     return findings
 
 

@@ -42,6 +42,7 @@ from policies.backup_checks import (  # noqa: E402
     check_backup_coverage,
     check_backup_retention,
     check_backup_targets,
+    check_volume_coverage,
 )
 from policies.firewall_checks import FIREWALL_TYPES, check_deploy_path  # noqa: E402
 from policies.guest_checks import (  # noqa: E402
@@ -182,8 +183,9 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         name="backup-coverage",
-        description="Every VM and container is in a backup job, or the spec's backups.skip says why it needs none.",
-        validate=_on_stack(check_backup_coverage),
+        description="Every VM and container is in a backup job, and every workload volume's claim is copied by a "
+        "VolSync ReplicationSource, or the spec's backups.skip says why it needs none.",
+        validate=_on_stack(check_backup_coverage, check_volume_coverage),
     ),
     StackValidationPolicy(
         name="backup-off-cluster",

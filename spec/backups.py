@@ -20,6 +20,7 @@ PBS_SECRETS = (PBS_PASSWORD, PBS_ENCRYPTION_KEY)
 S3_ACCESS_KEY = "s3AccessKey"  # the object store's access key ID
 S3_SECRET_KEY = "s3SecretKey"
 S3_SECRETS = (S3_ACCESS_KEY, S3_SECRET_KEY)
+RESTIC_PASSWORD = "resticPassword"  # encrypts the volumes' restic repositories
 # The Proxmox storage ID the backups go to (components/backups.py), whose ACL the token needs.
 PBS_STORAGE = "homelab-pbs"
 
@@ -111,10 +112,24 @@ class GuestBackups(Model):
     retention: Retention = Field(default_factory=Retention)
 
 
+class VolumeBackups(Model):
+    """Each workload volume, copied by VolSync with restic from a CSI snapshot of it to its own
+    repository on the S3 store, once a day within `hour` (each volume at its own minute, so the
+    copies do not all read Ceph and write the store at once)."""
+
+    hour: Annotated[int, Field(ge=0, le=23)] = 3
+    retention: Retention = Field(default_factory=Retention)
+    # restic's prune (a full read of the repository's index) only this often.
+    prune_interval_days: Annotated[int, Field(ge=1, le=90)] = 7
+
+
 class Backups(Model):
     pbs: Pbs
-    # Where the k3s etcd snapshots go, besides each server's own disk; None: they stay there.
+    # The S3 store for the k3s etcd snapshots and the volumes' restic repositories; None: the
+    # snapshots stay on the servers and the volumes have no copy off the cluster.
     s3: S3Store | None = None
     guests: GuestBackups = Field(default_factory=GuestBackups)
-    # Guests that need no backup, each with its reason (e.g. rebuilt from the repository).
+    volumes: VolumeBackups = Field(default_factory=VolumeBackups)
+    # What needs no backup, each with its reason: a guest by name (e.g. rebuilt from the
+    # repository), a workload volume as `<workload>/<volume>` (e.g. a cache).
     skip: dict[str, Reason] = Field(default_factory=dict)

@@ -337,5 +337,10 @@ def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network) -> list[str]
 def backups(c: Cluster) -> list[str]:
     if c.backups is None:
         return []
-    names = {g.name for g in c.guests}
-    return [f"backups.skip.{name}: no guest is named {name}" for name in sorted(c.backups.skip) if name not in names]
+    names = {g.name for g in c.guests} | {f"{w.name}/{v.name}" for w in c.workloads for v in w.volumes}
+    problems = [
+        f"backups.skip.{name}: no guest or workload volume (`<workload>/<volume>`) is named {name}"
+        for name in sorted(c.backups.skip)
+        if name not in names
+    ]
+    return problems

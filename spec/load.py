@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from spec.backups import PBS_SECRETS, S3_SECRETS
+from spec.backups import PBS_SECRETS, RESTIC_PASSWORD, S3_SECRETS
 from spec.base import SpecError
 from spec.models import Cluster
 from spec.secrets import ACCESS_SECRETS, full_key
@@ -67,6 +67,8 @@ def secret_keys(cluster: Cluster) -> list[str]:
     backups: tuple[str, ...] = ()
     if cluster.backups is not None:
         backups = (*PBS_SECRETS, *(S3_SECRETS if cluster.backups.s3 is not None else ()))
+        if cluster.backups.s3 is not None and any(w.volumes for w in cluster.workloads):
+            backups = (*backups, RESTIC_PASSWORD)
     return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *sorted(apps))]
 
 

@@ -194,6 +194,26 @@ def test_client_can_create_resize_and_snapshot_an_image_in_its_pool(cluster: Cep
     assert "before" in rbd(cluster, client, "snap", "ls", image).stdout
 
 
+def test_client_can_take_and_restore_a_volume_snapshot_as_ceph_csi_does(cluster: CephCluster, client: Client) -> None:
+    # What a VolumeSnapshot (VolSync's copyMethod: Snapshot) and a restore from it do in ceph-csi:
+    # a snapshot of the volume's image, a clone of it as a new image (clone v2, no protect), the
+    # clone flattened off its parent, then the snapshot removed. Each step needs only the
+    # client's `profile rbd` caps on its pool.
+    source, clone = f"{client.pool}/pvc-snap-source", f"{client.pool}/csi-snap-clone"
+    for args in (
+        ("create", "--size", "64M", "--image-feature", "layering,deep-flatten", source),
+        ("snap", "create", f"{source}@csi-snap"),
+        ("clone", "--rbd-default-clone-format", "2", f"{source}@csi-snap", clone),
+        ("flatten", clone),
+        ("snap", "rm", f"{source}@csi-snap"),
+    ):
+        result = rbd(cluster, client, *args)
+        assert result.returncode == 0, f"rbd {' '.join(args)}: {result.stderr}"
+    info = rbd(cluster, client, "info", "--format", "json", clone)
+    assert info.returncode == 0, info.stderr
+    assert "parent" not in json.loads(info.stdout)
+
+
 def test_client_is_refused_in_the_guest_pool(cluster: CephCluster, client: Client, tmp_path: Path) -> None:
     (guest_pool,) = (p.inputs["name"] for p in declared_pools() if p.inputs["name"] != client.pool)
     created = rbd(cluster, client, "create", "--size", "64M", f"{guest_pool}/not-mine")

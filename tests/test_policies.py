@@ -71,10 +71,13 @@ def test_shipped_stacks_pass_in_both_preview_shapes(stack: str, shape: Shape) ->
     found = run_policies(full_stack(stack, shape), config_for(stack))
     assert [v for v in found if not v.not_known_yet] == []
     notes = [(v.policy, v.enforcement) for v in found if v.not_known_yet]
-    if shape is Shape.FIRST:
-        # Only the one policy that needs the k3s objects' outputs waits, and says so.
+    if shape is Shape.FIRST and any(w.volumes for w in stack_cluster(stack).workloads):
+        # The policies that need the k3s objects' outputs wait, and say so: the budgets, and
+        # whether each volume's claim is copied (lab has no volumes).
+        assert notes == [("disruption-budgets", "advisory"), ("backup-coverage", "advisory")]
+        assert all("have no outputs yet" in v.message for v in found)
+    elif shape is Shape.FIRST:
         assert notes == [("disruption-budgets", "advisory")]
-        assert "have no outputs yet" in found[0].message
     else:
         assert notes == []
 
@@ -224,7 +227,10 @@ def test_quorum_members_are_counted_as_the_program_declares_them(shape: Shape) -
 def test_preview_writes_no_violations_for_a_shipped_stack(tmp_path: Path) -> None:
     assert preview.main(["--stack", "home", "--out", str(tmp_path)]) == 0
     found = json.loads((tmp_path / "home.json").read_text())["violations"]
-    assert [(v["policy"], v["not_known_yet"]) for v in found] == [("disruption-budgets", True)]
+    assert [(v["policy"], v["not_known_yet"]) for v in found] == [
+        ("disruption-budgets", True),
+        ("backup-coverage", True),
+    ]
 
 
 def test_preview_exits_3_on_a_mandatory_violation(
@@ -244,7 +250,7 @@ def test_preview_exits_3_on_a_mandatory_violation(
     assert verdicts == [("power-budget", "mandatory", "")]
     assert "over the budget of 25 W" in doc["violations"][0]["message"]
     out = capsys.readouterr().out
-    assert "policies: 1 mandatory, 0 advisory violation(s); 1 policy cannot judge yet" in out
+    assert "policies: 1 mandatory, 0 advisory violation(s); 2 policies cannot judge yet" in out
     assert "  mandatory: power-budget: the cluster would draw" in out
 
 

@@ -164,11 +164,12 @@ def test_analyze_stack_of_a_first_preview_says_what_it_cannot_judge_yet(
 ) -> None:
     resources = [wire(r) for r in full_stack("home", Shape.FIRST)]
     response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources))
-    (diag,) = response.diagnostics
-    assert diag.policyName == "disruption-budgets"
-    assert diag.enforcementLevel == analyzer_pb2.ADVISORY
-    assert diag.message.startswith("can't run policy 'disruption-budgets' from policy pack 'homelab-policies@v")
-    assert "the k3s cluster's objects have no outputs yet" in diag.message
+    # The budgets, and whether each volume's claim is copied: both need the k3s objects' outputs.
+    assert [d.policyName for d in response.diagnostics] == ["disruption-budgets", "backup-coverage"]
+    for diag in response.diagnostics:
+        assert diag.enforcementLevel == analyzer_pb2.ADVISORY
+        assert diag.message.startswith(f"can't run policy '{diag.policyName}' from policy pack 'homelab-policies@v")
+        assert "the k3s cluster's objects have no outputs yet" in diag.message
 
 
 def test_analyze_stack_of_a_built_stack(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:

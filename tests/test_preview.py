@@ -94,7 +94,9 @@ def test_a_plain_text_secret_in_a_stack_file_is_refused(
     # The one it has is no longer listed among those `pulumi up` would still need.
     out = capsys.readouterr().out
     # ... and the backups' and the home apps' own secrets.
-    backups = "homelab:pbsPassword, homelab:pbsEncryptionKey, homelab:s3AccessKey, homelab:s3SecretKey"
+    backups = ", ".join(
+        f"homelab:{k}" for k in ("pbsPassword", "pbsEncryptionKey", "s3AccessKey", "s3SecretKey", "resticPassword")
+    )
     needed = f"{other}, {backups}, homelab:adguardAdminPasswordHash"
     assert f"(stand-ins here; `pulumi up` needs each, set with `pulumi config set --secret`): {needed}\n" in out
 

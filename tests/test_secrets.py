@@ -37,6 +37,7 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
         "homelab:pbsEncryptionKey",
         "homelab:s3AccessKey",
         "homelab:s3SecretKey",
+        "homelab:resticPassword",  # the volumes' restic repositories
         "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
         "homelab:uptimeKumaPassword",
     ]
@@ -74,6 +75,7 @@ def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
         "homelab:pbsEncryptionKey",
         "homelab:s3AccessKey",
         "homelab:s3SecretKey",
+        "homelab:resticPassword",
         "homelab:adguardAdminPasswordHash",
     ]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):
