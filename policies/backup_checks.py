@@ -17,7 +17,7 @@ from policies.props import Declared, NotKnownYetError, get, known
 from policies.tokens import BACKUP_JOB, PBS_STORAGE, REPLICATION_SOURCE, STATEFUL_SET
 from spec import Cluster
 
-BACKUP_TYPES = (BACKUP_JOB,)
+BACKUP_TYPES = (BACKUP_JOB, REPLICATION_SOURCE)
 
 
 def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
@@ -113,6 +113,11 @@ def check_backup_targets(cluster: Cluster, resources: Iterable[Declared]) -> lis
 
 
 def check_backup_retention(args: ResourceValidationArgs, cluster: Cluster) -> list[str]:
+    if args.resource_type == REPLICATION_SOURCE:
+        daily = known(get(args.props, "spec", "restic", "retain", "daily"), f"the retention of {args.name}") or 0
+        reason = cluster.backups.volumes.retention.short_because if cluster.backups is not None else None
+        problem = retention_problem(int(daily), reason, f"{args.name}: backups.volumes.retention")
+        return [problem] if problem else []
     if args.resource_type != BACKUP_JOB:
         return []
     prune = known(get(args.props, "pruneBackups"), f"the retention of {args.name}") or {}

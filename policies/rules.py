@@ -195,7 +195,8 @@ POLICIES: list[Policy] = [
     ),
     ResourceValidationPolicy(
         name="backup-retention",
-        description="A backup job keeps at least a week of daily copies, unless the spec says why not.",
+        description="A guest backup job and a volume's ReplicationSource keep at least a week of daily copies, "
+        "unless the spec says why not.",
         validate=_on_resource(check_backup_retention, BACKUP_TYPES),
     ),
     ResourceValidationPolicy(

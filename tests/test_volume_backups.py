@@ -19,7 +19,7 @@ from offline.harness import ROOT, ProgramRun, Resource, config_for
 from offline.policy_run import run_policies
 from plan.backups import backed_up_volumes
 from policies import tokens
-from tests.policy_support import full_stack, without
+from tests.policy_support import edit, full_stack, without
 from tests.support import patched, program, program_with, stack_cluster, stack_data
 
 CRDS = Path(__file__).parent / "crds"
@@ -197,3 +197,20 @@ def test_make_restore_prints_the_manifest_alone() -> None:
         check=True,
     ).stdout
     assert out.startswith("apiVersion: volsync.backube/v1alpha1\nkind: ReplicationDestination\n")
+
+
+def test_a_volume_kept_less_than_a_week_needs_a_reason() -> None:
+    stack = edit(
+        full_stack("home"),
+        "media-jellyfin-config-backup",
+        {"spec.restic.retain.daily": 3},
+        typ=tokens.REPLICATION_SOURCE,
+    )
+    found = [v for v in run_policies(stack, config_for("home")) if v.policy == "backup-retention"]
+    assert [v.message for v in found] == [
+        "media-jellyfin-config-backup: backups.volumes.retention keeps 3 daily copies, fewer than 7: a mistake noticed "
+        "a week later has no copy left; keep more, or say why in retention.short_because"
+    ]
+    short = {"retention": {"keep_daily": 3, "short_because": "a cache the app refills"}}
+    reason = patched(stack_data("home"), {"backups.volumes": short})
+    assert not [v for v in run_policies(stack, config_for("home", cluster=reason)) if v.policy == "backup-retention"]
