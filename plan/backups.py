@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from spec.backups import MIN_DAILIES, Retention
+from spec.backups import ETCD, MIN_DAILIES, Retention
 from spec.checks import used_addresses
 from spec.guests import Guest
 from spec.kubernetes import Volume, Workload
@@ -178,6 +178,8 @@ def copies(cluster: Cluster) -> list[Copy]:
     if cluster.k3s is not None:
         s3 = b.s3 if b is not None else None
         where = "snapshots on each server's own disk (on the cluster's Ceph)"
+        if s3 is None and b is not None and ETCD in b.skip:
+            where = f"skipped: {b.skip[ETCD]}"
         if s3 is not None:
             where = f"S3 {s3.endpoint}/{s3.bucket}/{cluster.name}/etcd, and each server's own disk"
         back = ETCD_SNAPSHOTS_KEPT * ETCD_SNAPSHOT_HOURS / 24

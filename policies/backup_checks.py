@@ -16,13 +16,14 @@ from policies.plan_checks import Finding
 from policies.props import Declared, NotKnownYetError, get, known
 from policies.tokens import BACKUP_JOB, PBS_STORAGE, REPLICATION_SOURCE, STATEFUL_SET
 from spec import Cluster
+from spec.backups import ETCD
 
 BACKUP_TYPES = (BACKUP_JOB, REPLICATION_SOURCE)
 
 
 def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
-    """Every VM and container declared (templates aside) is in a backup job, or the spec skips it
-    with a reason."""
+    """Every VM and container declared (templates aside) is in a backup job, and the k3s etcd
+    snapshots go to the S3 store, or the spec skips them with a reason."""
     declared = list(resources)
     covered: set[int] = set()
     every_guest = False
@@ -33,6 +34,15 @@ def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> li
         covered |= {int(i) for i in ids}
     skipped = cluster.backups.skip if cluster.backups is not None else {}
     findings: list[Finding] = []
+    store = cluster.backups.s3 if cluster.backups is not None else None
+    if cluster.k3s is not None and store is None and ETCD not in skipped:
+        findings.append(
+            (
+                "the k3s etcd snapshots stay on the servers' own disks, on the cluster's Ceph: give the stack a "
+                "backups.s3 store, or list etcd in backups.skip with the reason it needs no copy",
+                None,
+            )
+        )
     for guest in (r for r in declared if r.resource_type in GUESTS):
         if get(guest.props, "template") is True:
             continue  # a template holds the cloud image, which its URL and checksum bring back

@@ -30,6 +30,8 @@ PBS_STORAGE = "homelab-pbs"
 Schedule = Annotated[str, Field(pattern=r"^[A-Za-z0-9*,.:/~ -]{1,100}$")]
 # Why something needs no backup: a sentence the coverage policy and the report repeat.
 Reason = Annotated[str, Field(min_length=10, max_length=300, pattern=r"^[^\n\r]+$")]
+# The skip key of the k3s etcd snapshots (guests by name, volumes as `<workload>/<volume>`).
+ETCD = "etcd"
 # A week of dailies: less than that, and a mistake noticed after a long weekend has no copy left.
 MIN_DAILIES = 7
 
@@ -131,5 +133,6 @@ class Backups(Model):
     guests: GuestBackups = Field(default_factory=GuestBackups)
     volumes: VolumeBackups = Field(default_factory=VolumeBackups)
     # What needs no backup, each with its reason: a guest by name (e.g. rebuilt from the
-    # repository), a workload volume as `<workload>/<volume>` (e.g. a cache).
+    # repository), a workload volume as `<workload>/<volume>` (e.g. a cache), `etcd` for the
+    # k3s etcd snapshots.
     skip: dict[str, Reason] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from spec.backups import ETCD
 from spec.base import TEMPLATE_VM_IDS, dupes
 from spec.ceph import pg_budget_problem
 from spec.guests import HA_ID, apart_rule_id, node_rule_id
@@ -338,8 +339,9 @@ def backups(c: Cluster) -> list[str]:
     if c.backups is None:
         return []
     names = {g.name for g in c.guests} | {f"{w.name}/{v.name}" for w in c.workloads for v in w.volumes}
+    names |= {ETCD} if c.k3s is not None else set()
     problems = [
-        f"backups.skip.{name}: no guest or workload volume (`<workload>/<volume>`) is named {name}"
+        f"backups.skip.{name}: no guest, workload volume (`<workload>/<volume>`) or `{ETCD}` is named {name}"
         for name in sorted(c.backups.skip)
         if name not in names
     ]

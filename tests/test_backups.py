@@ -19,7 +19,7 @@ from policies import tokens
 from spec import parse_cluster
 from spec.backups import PBS_STORAGE
 from tests.policy_support import edit, full_stack
-from tests.support import STACKS, patched, program, stack_cluster, stack_data
+from tests.support import STACKS, patched, program, program_with, stack_cluster, stack_data
 from tests.test_k8s_hardening import install_config
 
 
@@ -159,8 +159,9 @@ def test_the_rpo_table_names_what_has_no_copy_off_the_cluster() -> None:
     # etcd: every 6 hours, a week of them, to the S3 store (home) or only on the servers (lab).
     assert rows["k3s etcd"]["worst_case_loss_hours"] == 6 and rows["k3s etcd"]["back_days"] == 7
     assert rows["k3s etcd"]["off_cluster"] and rows["k3s etcd"]["copies"].startswith("S3 10.0.10.5:9000/")
-    lab = {r["data"]: r for r in Reports.of(stack_cluster("lab")).backups_json()}
-    assert not lab["k3s etcd"]["off_cluster"]
+    # Without a store, the snapshots stay on the servers; skipped, the table gives the reason.
+    no_store = parse_cluster(patched(stack_data("home"), delete=["backups.s3"]))
+    assert not {r["data"]: r for r in Reports.of(no_store).backups_json()}["k3s etcd"]["off_cluster"]
     text = "\n".join(Reports.of(cluster).backups_text())
     assert (
         text.splitlines()[-1].strip()
@@ -195,10 +196,32 @@ def test_etcd_snapshots_go_to_the_s3_store_with_credentials_kept_secret() -> Non
     assert data["etcd-s3-insecure"] == "false" and data["etcd-s3-skip-ssl-verify"] == "false"
     assert "stringData" in " ".join(secret.secret_paths)
     # A stack without a store keeps its snapshots on the servers, and says nothing of S3.
-    lab = program("lab")
-    assert not [r for r in lab.of_type(tokens.K8S_SECRET) if r.inputs["metadata"]["name"] == ETCD_S3_SECRET]
-    _, config = install_config(lab, stack_cluster("lab").k3s.servers[0])  # type: ignore[union-attr]
+    data = patched(stack_data("home"), delete=["backups.s3"])
+    bare = program_with("home", data)
+    assert not [r for r in bare.of_type(tokens.K8S_SECRET) if r.inputs["metadata"]["name"] == ETCD_S3_SECRET]
+    _, config = install_config(bare, cluster.k3s.servers[0])
     assert not [k for k in config if k.startswith("etcd-s3")]
+
+
+def test_etcd_left_on_the_servers_needs_a_reason() -> None:
+    data = patched(stack_data("home"), delete=["backups.s3"])
+    found = [
+        v.message
+        for v in run_policies(full_stack("home"), config_for("home", cluster=data))
+        if v.policy == "backup-coverage" and not v.not_known_yet
+    ]
+    assert found == [
+        "the k3s etcd snapshots stay on the servers' own disks, on the cluster's Ceph: give the stack a backups.s3 "
+        "store, or list etcd in backups.skip with the reason it needs no copy"
+    ]
+    skipped = patched(data, {"backups.skip.etcd": "a lab: rebuilt from the repository, nothing in it to keep"})
+    assert not [
+        v
+        for v in run_policies(full_stack("home"), config_for("home", cluster=skipped))
+        if v.policy == "backup-coverage" and not v.not_known_yet
+    ]
+    rows = {r["data"]: r for r in Reports.of(parse_cluster(skipped)).backups_json()}
+    assert rows["k3s etcd"]["copies"] == "skipped: a lab: rebuilt from the repository, nothing in it to keep"
 
 
 def test_an_s3_store_on_the_cluster_is_refused() -> None:

@@ -173,8 +173,14 @@ def test_without_a_store_the_volumes_are_refused() -> None:
     data = patched(stack_data("home"), delete=["backups.s3"])
     run = program_with("home", data, Shape.UPDATE)
     assert not run.of_type(tokens.REPLICATION_SOURCE)
-    found = [v for v in run_policies(run.resources, config_for("home", cluster=data)) if v.policy == "backup-coverage"]
-    assert len(found) == sum(len(w.volumes) for w in stack_cluster("home").workloads)
+    found = [
+        v.message
+        for v in run_policies(run.resources, config_for("home", cluster=data))
+        if v.policy == "backup-coverage"
+    ]
+    volumes = [m for m in found if m.startswith("volume ")]
+    assert len(volumes) == sum(len(w.volumes) for w in stack_cluster("home").workloads)
+    assert len(found) == len(volumes) + 1  # and the etcd snapshots
 
 
 def test_the_restore_goes_into_the_volume_s_own_claim() -> None:
