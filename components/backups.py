@@ -60,20 +60,27 @@ class GuestBackups(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts), protect=True),
         )
         guests = backed_up_guests(cluster)
-        self.job = proxmoxve.backup.Job(
-            GUEST_JOB,
-            proxmoxve.backup.JobArgs(
-                resource_id=GUEST_JOB,
-                storage=PBS_STORAGE,
-                schedule=backups.guests.schedule,
-                vmids=[str(g.vm_id) for g in guests],
-                mode="snapshot",
-                prune_backups=backups.guests.retention.prune_options(),
-                repeat_missed=True,
-                enabled=True,
-                notes_template="{{guestname}} (homelab)",
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.storage, *(machines[g.name] for g in guests)]),
+        # A job lists at least one guest (PVE refuses one without `vmid`): none when all are skipped.
+        self.job = (
+            None
+            if not guests
+            else proxmoxve.backup.Job(
+                GUEST_JOB,
+                proxmoxve.backup.JobArgs(
+                    resource_id=GUEST_JOB,
+                    storage=PBS_STORAGE,
+                    schedule=backups.guests.schedule,
+                    vmids=[str(g.vm_id) for g in guests],
+                    mode="snapshot",
+                    prune_backups=backups.guests.retention.prune_options(),
+                    repeat_missed=True,
+                    enabled=True,
+                    notes_template="{{guestname}} (homelab)",
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.storage, *(machines[g.name] for g in guests)]
+                ),
+            )
         )
         self.register_outputs({"storage": PBS_STORAGE, "guests": [g.name for g in guests]})
 
@@ -100,8 +107,9 @@ def etcd_s3_settings(cluster: Cluster, store: S3Store) -> dict[str, pulumi.Input
 
 class EtcdSnapshotsOffCluster(pulumi.ComponentResource):
     """The Secret k3s reads at each scheduled etcd snapshot to upload it to the S3 store (the
-    servers' config names it: components/k3s.py node_config). k3s prunes the store to the same
-    retention as the local snapshots. A restore cannot read the Secret (the API server is down
+    servers' config names it: components/k3s.py node_config). The Secret carries no retention
+    (k3s pkg/etcd/s3/config_secret.go reads none), so k3s does not prune the store: the bucket's
+    own lifecycle rule does (README). A restore cannot read the Secret (the API server is down
     then): the README gives the flags."""
 
     def __init__(self, cluster: Cluster, provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions) -> None:

@@ -96,8 +96,6 @@ def replication_source(backups: Backups, copy: VolumeCopy) -> dict[str, object]:
         "accessModes": ["ReadWriteOnce"],
         "retain": retain,
         "pruneIntervalDays": backups.volumes.prune_interval_days,
-        # A stale lock (a mover killed mid-run) would stop every later copy: unlocked once.
-        "unlock": "homelab",
     }
     if backups.s3 is not None and backups.s3.ca_certificate is not None:
         restic["customCA"] = {"configMapName": CA_CONFIG_MAP, "key": CA_KEY}
@@ -120,8 +118,6 @@ def restore_manifest(cluster: Cluster, key: str, as_of: str | None = None) -> di
         # copy removed: the volume becomes the copy.
         "copyMethod": "Direct",
         "enableFileDeletion": True,
-        "storageClassName": STORAGE_CLASS,
-        "accessModes": ["ReadWriteOnce"],
     }
     if as_of is not None:
         restic["restoreAsOf"] = as_of
@@ -197,7 +193,8 @@ class VolumeBackups(pulumi.ComponentResource):
                 namespace=VOLSYNC_NAMESPACE,
                 values={"manageCRDs": True},
             ),
-            opts=k8s_opts(namespace),
+            # Its controllers watch VolumeSnapshots: the snapshot CRDs first.
+            opts=k8s_opts(namespace, controller),
         )
         copies = backed_up_volumes(cluster)
         ca_maps: dict[str, pulumi.Resource] = {}

@@ -180,9 +180,12 @@ def copies(cluster: Cluster) -> list[Copy]:
         where = "snapshots on each server's own disk (on the cluster's Ceph)"
         if s3 is None and b is not None and ETCD in b.skip:
             where = f"skipped: {b.skip[ETCD]}"
+        back: float | None = ETCD_SNAPSHOTS_KEPT * ETCD_SNAPSHOT_HOURS / 24
         if s3 is not None:
-            where = f"S3 {s3.endpoint}/{s3.bucket}/{cluster.name}/etcd, and each server's own disk"
-        back = ETCD_SNAPSHOTS_KEPT * ETCD_SNAPSHOT_HOURS / 24
+            # k3s does not prune the store from its S3 config Secret: the copies there go back
+            # as far as the bucket's lifecycle rule keeps them, the servers' for a week.
+            where = f"S3 {s3.endpoint}/{s3.bucket}/{cluster.name}/etcd (kept by the bucket's rule), and the servers"
+            back = None
         cadence = f"every {ETCD_SNAPSHOT_HOURS} h"
         rows.append(Copy("k3s etcd", where, ETCD_SNAPSHOT_HOURS, cadence, back, s3 is not None))
     return rows

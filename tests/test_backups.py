@@ -157,11 +157,13 @@ def test_the_rpo_table_names_what_has_no_copy_off_the_cluster() -> None:
         rows["volume jellyfin/config"]["off_cluster"] and rows["volume jellyfin/config"]["worst_case_loss_hours"] == 24
     )
     # etcd: every 6 hours, a week of them, to the S3 store (home) or only on the servers (lab).
-    assert rows["k3s etcd"]["worst_case_loss_hours"] == 6 and rows["k3s etcd"]["back_days"] == 7
+    # On S3 the bucket's lifecycle rule decides how far back (k3s does not prune the store).
+    assert rows["k3s etcd"]["worst_case_loss_hours"] == 6 and rows["k3s etcd"]["back_days"] is None
     assert rows["k3s etcd"]["off_cluster"] and rows["k3s etcd"]["copies"].startswith("S3 10.0.10.5:9000/")
     # Without a store, the snapshots stay on the servers; skipped, the table gives the reason.
     no_store = parse_cluster(patched(stack_data("home"), delete=["backups.s3"]))
-    assert not {r["data"]: r for r in Reports.of(no_store).backups_json()}["k3s etcd"]["off_cluster"]
+    local = {r["data"]: r for r in Reports.of(no_store).backups_json()}["k3s etcd"]
+    assert not local["off_cluster"] and local["back_days"] == 7
     text = "\n".join(Reports.of(cluster).backups_text())
     assert (
         text.splitlines()[-1].strip()
@@ -234,3 +236,11 @@ def test_an_s3_store_on_the_cluster_is_refused() -> None:
     assert [v.message for v in found] == [
         "backups.s3.endpoint 10.0.10.12:9000: 10.0.10.12 is nodes[pve2].address: a copy there dies with the cluster"
     ]
+
+
+def test_a_stack_that_skips_every_guest_declares_no_job() -> None:
+    # PVE refuses a backup job without a guest (`vmid` missing).
+    cluster = stack_cluster("lab")
+    data = patched(stack_data("lab"), {"backups.skip": {g.name: "rebuilt from the repository" for g in cluster.guests}})
+    run = program_with("lab", data)
+    assert not run.of_type(tokens.BACKUP_JOB) and run.of_type(tokens.PBS_STORAGE)

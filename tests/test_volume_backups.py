@@ -81,6 +81,12 @@ def test_the_schemas_catch_what_the_api_would_drop_or_refuse() -> None:
     assert any("copyMethod" in p for p in problems(wrong))
 
 
+def test_volsync_starts_after_the_snapshot_crds_it_watches() -> None:
+    run = program("home")
+    releases = {r.name: r for r in run.of_type(tokens.HELM_RELEASE)}
+    assert releases["snapshot-controller"].urn in releases["volsync"].dependencies
+
+
 def test_every_claim_the_statefulsets_make_is_copied_at_its_own_minute() -> None:
     run, cluster = program("home"), stack_cluster("home")
     sources = {
@@ -190,6 +196,7 @@ def test_the_restore_goes_into_the_volume_s_own_claim() -> None:
     assert manifest["metadata"] == {"name": "jellyfin-config-restore", "namespace": "media"}
     assert restic["destinationPVC"] == "config-jellyfin-0" and restic["repository"] == "jellyfin-config-restic"
     assert restic["copyMethod"] == "Direct" and restic["restoreAsOf"] == "2026-12-01T03:00:00Z"
+    assert restic["enableFileDeletion"] is True  # the volume becomes the copy
     with pytest.raises(ValueError, match="jellyfin/cache is not a volume this stack backs up"):
         restore_manifest(cluster, "jellyfin/cache")
 
