@@ -14,7 +14,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from spec.kubernetes import Workload
+from spec.kubernetes import Workload, claim_name
 
 # Server-side apply takes the size over from the StatefulSet controller, which set it.
 PATCH_FORCE = "pulumi.com/patchForce"
@@ -34,11 +34,6 @@ def claim_templates(
         )
         for v in w.volumes
     ]
-
-
-def claim_name(volume: str, statefulset: str, ordinal: int) -> str:
-    """The name the StatefulSet controller gives the claim of one replica."""
-    return f"{volume}-{statefulset}-{ordinal}"
 
 
 def grown_claims(w: Workload, key: str, opts: pulumi.ResourceOptions) -> list[k8s.core.v1.PersistentVolumeClaimPatch]:

@@ -29,6 +29,7 @@ import yaml
 from components import remote
 from components.kube_vip import API_PORT, kube_vip_manifest
 from components.stack import Access, waits_for
+from plan.backups import ETCD_SNAPSHOT_HOURS, ETCD_SNAPSHOTS_KEPT
 from policies import tokens
 from spec.kubernetes import K3s
 from spec.models import Cluster
@@ -59,8 +60,8 @@ CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
 ETCD_S3_SECRET = "k3s-etcd-snapshot-s3-config"
 # etcd snapshots on each server every 6 hours, a week of them: a bad upgrade or a lost quorum
 # can be rolled back with `k3s server --cluster-reset --cluster-reset-restore-path=...`.
-SNAPSHOT_CRON = "0 */6 * * *"
-SNAPSHOT_RETENTION = 28
+SNAPSHOT_CRON = f"0 */{ETCD_SNAPSHOT_HOURS} * * *"
+SNAPSHOT_RETENTION = ETCD_SNAPSHOTS_KEPT
 # How long a maintenance drain may wait for pods to leave (PDBs can hold it back) before failing.
 DRAIN_TIMEOUT = "10m"
 # Non-graceful node shutdown (GA in Kubernetes 1.28): pods of a node with this taint are deleted

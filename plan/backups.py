@@ -15,11 +15,11 @@ from ipaddress import IPv4Address
 from spec.backups import ETCD, MIN_DAILIES, Retention
 from spec.checks import used_addresses
 from spec.guests import Guest
-from spec.kubernetes import Volume, Workload
+from spec.kubernetes import Volume, Workload, claim_name
 from spec.models import Cluster
 
-# k3s's etcd snapshots (components/k3s.py SNAPSHOT_CRON, SNAPSHOT_RETENTION): every 6 hours on
-# each server's own disk, 28 kept. Restated here as figures for the table; a test keeps them equal.
+# k3s's etcd snapshots on each server's own disk: every 6 hours, a week of them kept. The
+# servers' config is made from these (components/k3s.py SNAPSHOT_CRON, SNAPSHOT_RETENTION).
 ETCD_SNAPSHOT_HOURS = 6
 ETCD_SNAPSHOTS_KEPT = 28
 
@@ -57,7 +57,7 @@ def backed_up_volumes(cluster: Cluster) -> list[VolumeCopy]:
     for index, (w, v) in enumerate(volumes):
         minute = index * 60 // len(volumes)
         repository = f"s3:https://{b.s3.endpoint}/{b.s3.bucket}/{cluster.name}/volsync/{w.namespace}/{w.name}-{v.name}"
-        copies.append(VolumeCopy(w, v, f"{v.name}-{w.name}-0", repository, f"{minute} {b.volumes.hour} * * *"))
+        copies.append(VolumeCopy(w, v, claim_name(v.name, w.name, 0), repository, f"{minute} {b.volumes.hour} * * *"))
     return copies
 
 
@@ -191,13 +191,12 @@ def copies(cluster: Cluster) -> list[Copy]:
     return rows
 
 
-def target_addresses(cluster: Cluster) -> dict[str, IPv4Address]:
-    """The spec's backup targets given by address (a store named by host name is not judged here)."""
-    if cluster.backups is None:
-        return {}
-    targets = {"backups.pbs.address": cluster.backups.pbs.address}
-    s3 = cluster.backups.s3
-    if s3 is not None:
-        with contextlib.suppress(ValueError):  # a host name: not judged by address
-            targets["backups.s3.endpoint"] = IPv4Address(s3.host)
-    return targets
+def store_address(cluster: Cluster) -> IPv4Address | None:
+    """The S3 store's address, when the spec gives one (a store named by host name is not judged
+    by address)."""
+    s3 = cluster.backups.s3 if cluster.backups is not None else None
+    if s3 is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return IPv4Address(s3.host)
+    return None

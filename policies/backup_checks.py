@@ -10,13 +10,14 @@ from ipaddress import IPv4Address, ip_address
 
 from pulumi_policy import ResourceValidationArgs
 
-from plan.backups import off_cluster_problems, retention_problem, target_addresses
+from plan.backups import off_cluster_problems, retention_problem, store_address
 from policies.guest_checks import GUESTS
 from policies.plan_checks import Finding
-from policies.props import Declared, NotKnownYetError, get, known
+from policies.props import Declared, get, k3s_objects_known, known
 from policies.tokens import BACKUP_JOB, PBS_STORAGE, REPLICATION_SOURCE, STATEFUL_SET
 from spec import Cluster
 from spec.backups import ETCD
+from spec.kubernetes import claim_name
 
 BACKUP_TYPES = (BACKUP_JOB, REPLICATION_SOURCE)
 
@@ -62,13 +63,10 @@ def check_backup_coverage(cluster: Cluster, resources: Iterable[Declared]) -> li
 def check_volume_coverage(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:
     """Every claim a StatefulSet makes is the source of a VolSync ReplicationSource in its
     namespace, or the spec skips its volume (`<workload>/<volume>`) with a reason."""
-    declared = [r for r in resources if r.resource_type in (STATEFUL_SET, REPLICATION_SOURCE)]
-    if any(not r.props for r in declared):
-        raise NotKnownYetError(
-            "the k3s cluster's objects have no outputs yet (their provider takes its kubeconfig from the cluster, "
-            "which `pulumi up` reads first): whether every volume's claim has a ReplicationSource is judged on "
-            "the next preview"
-        )
+    declared = k3s_objects_known(
+        [r for r in resources if r.resource_type in (STATEFUL_SET, REPLICATION_SOURCE)],
+        "whether every volume's claim has a ReplicationSource is judged on the next preview",
+    )
     sources = {
         (get(r.props, "metadata", "namespace"), get(r.props, "spec", "sourcePVC"))
         for r in declared
@@ -84,7 +82,7 @@ def check_volume_coverage(cluster: Cluster, resources: Iterable[Declared]) -> li
             if f"{name}/{volume}" in skipped:
                 continue
             for ordinal in range(int(replicas)):
-                claim = f"{volume}-{name}-{ordinal}"
+                claim = claim_name(volume, name, ordinal)
                 if (namespace, claim) not in sources:
                     findings.append(
                         (
@@ -116,7 +114,7 @@ def check_backup_targets(cluster: Cluster, resources: Iterable[Declared]) -> lis
         if isinstance(address, IPv4Address):
             findings += [(f"{storage.name}: server {p}", storage.urn) for p in off_cluster_problems(cluster, address)]
     s3 = cluster.backups.s3 if cluster.backups is not None else None
-    store = target_addresses(cluster).get("backups.s3.endpoint")
+    store = store_address(cluster)
     if s3 is not None and store is not None:
         findings += [(f"backups.s3.endpoint {s3.endpoint}: {p}", None) for p in off_cluster_problems(cluster, store)]
     return findings

@@ -75,6 +75,17 @@ def get(value: Any, *path: str | int) -> Any:
     return value
 
 
+def k3s_objects_known(found: list[Declared], judged: str) -> list[Declared]:
+    """FOUND, the k3s cluster's objects a stack policy reads; NotKnownYetError naming what is
+    JUDGED later when their provider has answered with nothing yet (a first preview)."""
+    if any(not r.props for r in found):
+        raise NotKnownYetError(
+            "the k3s cluster's objects have no outputs yet (their provider takes its kubeconfig from the cluster, "
+            f"which `pulumi up` reads first): {judged}"
+        )
+    return found
+
+
 def known(value: Any, what: str) -> Any:
     """`value`, or NotKnownYetError naming `what` when it is only known after `pulumi up`."""
     if value is UNKNOWN:

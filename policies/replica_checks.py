@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.plan_checks import Finding, plan_of
-from policies.props import UNKNOWN, Declared, NotKnownYetError, as_int, as_str, get, k8s_name, known, labels, where
+from policies.props import (
+    UNKNOWN,
+    Declared,
+    NotKnownYetError,
+    as_int,
+    as_str,
+    get,
+    k3s_objects_known,
+    k8s_name,
+    known,
+    labels,
+    where,
+)
 from policies.tokens import CEPH_POOL, DEPLOYMENT, HA_LABEL, PDB, STATEFUL_SET
 from spec import Cluster
 
@@ -159,14 +171,11 @@ def _labels(r: Declared, *path: str) -> dict[str, str]:
 
 def _objects_known(resources: Iterable[Declared]) -> list[Declared]:
     """The workloads and budgets; NotKnownYetError when their provider has answered with nothing yet."""
-    found = [r for r in resources if r.resource_type in (*WORKLOADS, PDB)]
-    if any(not r.props for r in found):
-        raise NotKnownYetError(
-            "the k3s cluster's objects have no outputs yet (their provider takes its kubeconfig from the cluster, "
-            "which `pulumi up` reads first): whether a PodDisruptionBudget selects every HA workload's pods is "
-            "judged on the next preview; each budget's own settings are judged now by replica-counts"
-        )
-    return found
+    return k3s_objects_known(
+        [r for r in resources if r.resource_type in (*WORKLOADS, PDB)],
+        "whether a PodDisruptionBudget selects every HA workload's pods is judged on the next preview; each "
+        "budget's own settings are judged now by replica-counts",
+    )
 
 
 def check_disruption_budgets(cluster: Cluster, resources: Iterable[Declared]) -> list[Finding]:

@@ -95,6 +95,11 @@ class Volume(Model):
     mount_path: Annotated[str, Field(pattern=ABSOLUTE_PATH)]
 
 
+def claim_name(volume: str, statefulset: str, ordinal: int) -> str:
+    """The name the StatefulSet controller gives the claim of one replica."""
+    return f"{volume}-{statefulset}-{ordinal}"
+
+
 # The capabilities Pod Security's baseline level lets a container add (Kubernetes "Pod Security
 # Standards": baseline, capabilities), and NET_RAW, which only a host-network workload may ask for
 # (its namespace enforces privileged).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -64,6 +65,14 @@ def validate(data: dict[str, Any]) -> Cluster:
 
 
 @cache
+def script_param(script: str, name: str) -> str:
+    """The value of parameter NAME (`NAME=<shell-quoted>` in the header `remote.script` writes)."""
+    match = re.search(rf"^{name}=(.*?)\n(?=[A-Z][A-Z0-9_]*=)", script, re.MULTILINE | re.DOTALL)
+    assert match, name
+    [value] = shlex.split(match.group(1))
+    return value
+
+
 def program(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
     """The shipped stack's program in a preview of `shape`, run once under mocks per test session."""
     return run_program(stack, config_for(stack), shape=shape)

@@ -8,8 +8,6 @@ client, a pod of another app and a node's own address in the pod network."""
 
 from __future__ import annotations
 
-import re
-import shlex
 from typing import Any
 
 import kubernetes_validate
@@ -32,6 +30,7 @@ from tests.support import (
     program,
     program_set_up,
     program_with,
+    script_param,
     set_up_data,
     stack_cluster,
 )
@@ -266,10 +265,7 @@ def test_app_namespaces_enforce_baseline_and_warn_at_restricted(stack: str) -> N
 
 def install_config(run: ProgramRun, guest: str) -> tuple[str, dict[str, Any]]:
     """The config file a guest's install writes: its text and what k3s reads from it."""
-    create = run.named(f"{guest}-k3s").inputs["create"]
-    match = re.search(r"^K3S_CONFIG=(.*?)\n(?=[A-Z][A-Z0-9_]*=)", create, re.MULTILINE | re.DOTALL)
-    assert match, guest
-    [text] = shlex.split(match.group(1))
+    text = script_param(run.named(f"{guest}-k3s").inputs["create"], "K3S_CONFIG")
     return text, yaml.safe_load(text)
 
 

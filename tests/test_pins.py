@@ -4,7 +4,6 @@ runs by digest, each cloud image by checksum (the k3s installer: tests/test_k3s_
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from offline.harness import ProgramRun
 from policies import tokens
 from spec.kubernetes import DIGEST
-from tests.support import STACKS, program, stack_cluster
+from tests.support import STACKS, program, script_param, stack_cluster
 
 PINNED = re.compile(rf"^[a-z0-9./_-]+:[A-Za-z0-9._-]+{DIGEST}$")
 
@@ -33,11 +32,7 @@ def images_in(obj: Any) -> Iterator[str]:
 
 
 def kube_vip_manifest(run: ProgramRun, guest: str) -> list[Any]:
-    create = run.named(f"{guest}-k3s").inputs["create"]
-    match = re.search(r"^KUBE_VIP_MANIFEST=(.*?)\n(?=[A-Z][A-Z0-9_]*=)", create, re.MULTILINE | re.DOTALL)
-    assert match, guest
-    [text] = shlex.split(match.group(1))
-    return list(yaml.safe_load_all(text))
+    return list(yaml.safe_load_all(script_param(run.named(f"{guest}-k3s").inputs["create"], "KUBE_VIP_MANIFEST")))
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -26,6 +26,7 @@ import pytest
 
 from components.volume_backups import CA_CONFIG_MAP, CA_KEY
 from policies import tokens
+from tests.ceph_cluster import free_port
 from tests.support import patched, program_with, stack_data
 
 VOLUME = ("media", "jellyfin-config-restic")  # the jellyfin config volume's repository Secret
@@ -39,12 +40,6 @@ class S3Server:
 
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
