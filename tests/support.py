@@ -64,7 +64,6 @@ def validate(data: dict[str, Any]) -> Cluster:
     return cluster
 
 
-@cache
 def script_param(script: str, name: str) -> str:
     """The value of parameter NAME (`NAME=<shell-quoted>` in the header `remote.script` writes)."""
     match = re.search(rf"^{name}=(.*?)\n(?=[A-Z][A-Z0-9_]*=)", script, re.MULTILINE | re.DOTALL)
@@ -73,6 +72,7 @@ def script_param(script: str, name: str) -> str:
     return value
 
 
+@cache
 def program(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
     """The shipped stack's program in a preview of `shape`, run once under mocks per test session."""
     return run_program(stack, config_for(stack), shape=shape)
