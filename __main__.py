@@ -5,6 +5,7 @@ Read top to bottom, this is the order the cluster comes up in.
 
 import pulumi
 
+from components.backup_server import BackupServer
 from components.backups import EtcdSnapshotsOffCluster, GuestBackups
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.firewall import GuestFilters, ProxmoxFirewall
@@ -62,8 +63,10 @@ HighAvailability(
 # Each guest sends from its own MAC and addresses only: none can pose as a node or another guest.
 GuestFilters(cluster, guests.machines, plan.where, opts=pulumi.ResourceOptions(provider=access.proxmox))
 # Every guest the spec does not skip, backed up every night to PBS, off the cluster.
+# A backup host the spec names is made a PBS first (over SSH); its certificate is pinned.
 if cluster.backups is not None:
-    GuestBackups(cluster, guests.machines, opts=pulumi.ResourceOptions(provider=access.proxmox))
+    server = BackupServer(cluster, access) if cluster.backups.pbs.host is not None else None
+    GuestBackups(cluster, guests.machines, server, opts=pulumi.ResourceOptions(provider=access.proxmox))
 
 # 6. k3s on the VMs (servers on distinct hosts, API behind a VIP), then volumes from Ceph,
 #    LoadBalancer addresses, and the workloads spread across the Proxmox hosts.

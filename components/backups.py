@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_proxmoxve as proxmoxve
 
+from components.backup_server import BackupServer
 from components.k3s import ETCD_S3_SECRET
 from components.stack import secret_config, waits_for
 from plan.backups import backed_up_guests
@@ -27,6 +28,15 @@ from spec.models import Cluster
 GUEST_JOB = "homelab-guests"
 
 
+def job_retention(cluster: Cluster) -> dict[str, str]:
+    """What the nodes prune after each backup: the spec's retention, or nothing when PBS is the
+    program's own, which prunes by its own job (the nodes' user may not delete: backup_server.py)."""
+    assert cluster.backups is not None
+    if cluster.backups.pbs.host is not None:
+        return {"keep-all": "1"}
+    return cluster.backups.guests.retention.prune_options()
+
+
 class GuestBackups(pulumi.ComponentResource):
     """The PBS storage (certificate fingerprint pinned, client-side encryption on) and the job."""
 
@@ -34,11 +44,13 @@ class GuestBackups(pulumi.ComponentResource):
         self,
         cluster: Cluster,
         machines: Mapping[str, pulumi.Resource],
+        server: BackupServer | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("homelab:backups:GuestBackups", f"{cluster.name}-guest-backups", None, opts)
         assert cluster.backups is not None  # the program builds this only for a spec with backups
         backups, pbs = cluster.backups, cluster.backups.pbs
+        fingerprint: pulumi.Input[str] = server.fingerprint if server is not None else str(pbs.fingerprint)
         self.storage = proxmoxve.storage.Pbs(
             PBS_STORAGE,
             proxmoxve.storage.PbsArgs(
@@ -49,15 +61,22 @@ class GuestBackups(pulumi.ComponentResource):
                 username=pbs.username,
                 password=secret_config(PBS_PASSWORD),
                 # The nodes talk to this certificate only: no one else on the LAN gets the backups.
-                fingerprint=pbs.fingerprint,
+                fingerprint=fingerprint,
                 # Encrypted on the node before it leaves: PBS (or whoever takes its disks) holds
                 # ciphertext. The key is this stack's secret; without it the backups are noise.
                 encryption_key=secret_config(PBS_ENCRYPTION_KEY),
                 contents=["backup"],
             ),
             # Removing the storage from Proxmox leaves the backups on PBS, but a restore then
-            # needs it declared again: kept out of an accidental destroy.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for(opts), protect=True),
+            # needs it declared again: kept out of an accidental destroy. A new password would
+            # replace it (bpg's fwprovider/storage/resource_pbs.go: RequiresReplace), which
+            # `protect` refuses: the nodes get a new one with `pvesm set` (README).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*waits_for(opts), *(server.ready if server else [])],
+                protect=True,
+                ignore_changes=["password"],
+            ),
         )
         guests = backed_up_guests(cluster)
         # A job lists at least one guest (PVE refuses one without `vmid`): none when all are skipped.
@@ -72,7 +91,7 @@ class GuestBackups(pulumi.ComponentResource):
                     schedule=backups.guests.schedule,
                     vmids=[str(g.vm_id) for g in guests],
                     mode="snapshot",
-                    prune_backups=backups.guests.retention.prune_options(),
+                    prune_backups=job_retention(cluster),
                     repeat_missed=True,
                     enabled=True,
                     notes_template="{{guestname}} (homelab)",

@@ -73,8 +73,10 @@ class Reports:
         )
 
     def power_text(self) -> list[str]:
-        lines = ["Power (modelled):", f"  {'node':<10} {'idle':>9} {'busy':>5} {'expected':>9}"]
-        lines += [f"  {a:<10} {b:>9} {c:>5} {e:>9}" for a, b, c, e in self._power_rows()]
+        rows = self._power_rows()
+        width = max(10, *(len(a) for a, *_ in rows))
+        lines = ["Power (modelled):", f"  {'node':<{width}} {'idle':>9} {'busy':>5} {'expected':>9}"]
+        lines += [f"  {a:<{width}} {b:>9} {c:>5} {e:>9}" for a, b, c, e in rows]
         lines.append(f"  {self._power_verdict()}")
         return lines
 

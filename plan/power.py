@@ -16,6 +16,8 @@ from spec.models import Cluster
 from spec.nodes import Node
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12
+# The managed backup host's line in the draw (it runs no guests: its idle draw is what it costs).
+BACKUP_HOST = "backup host"
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,16 @@ def node_draw(node: Node, guests: Iterable[Busy]) -> NodeDraw:
 
 
 def cluster_draw(cluster: Cluster, placement: Mapping[str, str], down: str | None = None) -> ClusterDraw:
-    """Draw of every running node given guest -> node; a node with no guests runs idle, a down one draws 0."""
+    """Draw of every running node given guest -> node; a node with no guests runs idle, a down one
+    draws 0. A backup host the program manages is on the same bill: it is counted, idle."""
     on_node: dict[str, list[Guest]] = {n.name: [] for n in cluster.nodes}
     for guest in cluster.guests:
         node = placement.get(guest.name)
         if node in on_node:
             on_node[node].append(guest)
     draws = [node_draw(n, on_node[n.name]) for n in cluster.nodes if n.name != down]
+    host = cluster.backups.pbs.host if cluster.backups is not None else None
+    if host is not None:
+        # On all day and idle nearly all of it: a nightly backup is minutes of disk writes.
+        draws.append(NodeDraw(BACKUP_HOST, host.idle_watts, host.max_watts, 0.0, host.idle_watts))
     return ClusterDraw(draws, cluster.power.budget_watts, cluster.power.price_per_kwh)

@@ -134,6 +134,16 @@ def check_backup_retention(args: ResourceValidationArgs, cluster: Cluster) -> li
             f"{args.name}: sets no retention, so the storage's applies (keep-all unless set there); "
             "set backups.guests.retention"
         ]
+    if prune.get("keep-all") == "1":
+        backups = cluster.backups
+        if backups is None or backups.pbs.host is None:
+            return []  # the nodes delete nothing, and the PBS is not the program's: every copy stays
+        # The program's own PBS prunes by its job, made from the spec's retention (backup_server.py).
+        return check_retention(backups.guests.retention.keep_daily, cluster, f"{args.name} (PBS's prune job)")
+    return check_retention(int(prune.get("keep-daily", 0)), cluster, args.name)
+
+
+def check_retention(keep_daily: int, cluster: Cluster, name: str) -> list[str]:
     reason = cluster.backups.guests.retention.short_because if cluster.backups is not None else None
-    problem = retention_problem(int(prune.get("keep-daily", 0)), reason, f"{args.name}: backups.guests.retention")
+    problem = retention_problem(keep_daily, reason, f"{name}: backups.guests.retention")
     return [problem] if problem else []

@@ -46,7 +46,7 @@ def check_power_budget(cluster: Cluster) -> list[Finding]:
         return []
     per_node = "; ".join(
         f"{d.node} {d.watts:.1f} W = idle {d.idle_watts:g} W + {d.watts - d.idle_watts:.1f} W at "
-        f"{d.utilisation:.0%} busy ({', '.join(on_node[d.node]) or 'no guests'})"
+        f"{d.utilisation:.0%} busy ({', '.join(on_node.get(d.node, [])) or 'no guests'})"
         for d in draw.nodes
     )
     return [

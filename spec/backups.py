@@ -12,7 +12,8 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from spec.base import Model, refuse
+from spec.base import ABSOLUTE_PATH, Model, Watts, refuse
+from spec.settings import SSH_HOST_KEY
 
 PBS_PASSWORD = "pbsPassword"  # the PBS user's password or API token secret
 PBS_ENCRYPTION_KEY = "pbsEncryptionKey"  # the client-side key (proxmox-backup-client key create)
@@ -70,8 +71,34 @@ class Retention(Model):
 _NS_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,30}"
 
 
+class PbsHost(Model):
+    """A Debian 13 machine of the owner's that the program makes the Proxmox Backup Server, over
+    SSH as root with the stack's SSH key (components/backup_server.py): PBS's packages from
+    Proxmox's repository, the datastore, the user the nodes log in as, and PBS's own prune,
+    garbage-collection and verify jobs. It draws power all day, so it counts in the budget."""
+
+    # Its SSH host key (`ssh-keyscan -t ed25519 <address>`): the program talks to this machine only.
+    ssh_host_key: Annotated[str, Field(pattern=SSH_HOST_KEY)]
+    # Where the datastore's chunks go, on the host's own disk; default /srv/pbs/<datastore>.
+    datastore_path: Annotated[str, Field(pattern=ABSOLUTE_PATH)] | None = None
+    idle_watts: Watts
+    max_watts: Watts
+    # PBS's own jobs, as PBS calendar events (systemd's syntax): garbage collection frees the
+    # chunks pruned copies no longer use; verify re-reads each copy's chunks once a month, so a
+    # rotting disk is found before a restore needs it.
+    gc_schedule: Schedule = "*-*-* 05:00"
+    verify_schedule: Schedule = "Sat *-*-* 06:00"
+
+    @model_validator(mode="after")
+    def _watts(self) -> PbsHost:
+        if self.max_watts < self.idle_watts:
+            refuse([f"max_watts {self.max_watts} is below idle_watts {self.idle_watts}"])
+        return self
+
+
 class Pbs(Model):
-    """A Proxmox Backup Server outside the cluster, given by address."""
+    """A Proxmox Backup Server outside the cluster: one that exists, given by address and its
+    certificate's fingerprint, or one the program sets up on the owner's machine (`host`)."""
 
     address: IPv4Address
     # A datastore name: a safe ID (letters, digits, `_.-`), 3 to 32 characters.
@@ -79,13 +106,43 @@ class Pbs(Model):
     # A PBS user (user@pbs) or its API token (user@pbs!token); its secret is homelab:pbsPassword.
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+@(pbs|pam)(![A-Za-z0-9._-]+)?$")]
     # The SHA-256 fingerprint of PBS's certificate (`proxmox-backup-manager cert info`): pinned,
-    # so the nodes send backups and the key's fingerprint to that server only.
-    fingerprint: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")]
+    # so the nodes send backups and the key's fingerprint to that server only. A managed host's
+    # is read from it over SSH (whose host key is pinned) and is not given.
+    fingerprint: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")] | None = None
     # A PBS namespace within the datastore: one datastore may serve several clusters.
     namespace: (
         Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,6}$")]
         | None
     ) = None
+    host: PbsHost | None = None
+
+    @property
+    def datastore_path(self) -> str:
+        """Where a managed host keeps the datastore."""
+        given = self.host.datastore_path if self.host is not None else None
+        return given or f"/srv/pbs/{self.datastore}"
+
+    @model_validator(mode="after")
+    def _managed_or_given(self) -> Pbs:
+        problems: list[str] = []
+        if self.host is None and self.fingerprint is None:
+            problems.append(
+                "fingerprint is missing: give the certificate fingerprint `proxmox-backup-manager cert info` "
+                "prints on the PBS, or a host for the program to set up"
+            )
+        if self.host is not None:
+            if self.fingerprint is not None:
+                problems.append("fingerprint is read from a managed host over SSH: leave it out")
+            if not self.username.endswith("@pbs"):
+                # The program sets this user's password from homelab:pbsPassword on every run; a
+                # token's secret is shown once, at creation, and cannot be set.
+                problems.append(f"username {self.username} must be a PBS user (name@pbs, no token) on a managed host")
+            if self.namespace is not None:
+                # A managed PBS serves this cluster alone; PBS's CLI cannot make a namespace
+                # (proxmox-backup src/bin/proxmox_backup_manager has no namespace command).
+                problems.append("namespace is for a PBS shared by several clusters: a managed host has none")
+        refuse(problems)
+        return self
 
 
 class S3Store(Model):

@@ -10,8 +10,9 @@ from datetime import datetime
 import pytest
 
 from components.api_access import required_privileges
+from components.backup_server import PRUNE_SCHEDULE
 from components.k3s import ETCD_S3_SECRET
-from offline.harness import Resource, config_for
+from offline.harness import UNKNOWN, Resource, config_for
 from offline.policy_run import Violation, run_policies
 from offline.reports import Reports
 from plan.backups import interval_hours
@@ -29,8 +30,12 @@ def test_every_guest_not_skipped_goes_nightly_to_pbs_encrypted(stack: str) -> No
     assert cluster.backups is not None
     [storage] = run.of_type(tokens.PBS_STORAGE)
     pbs = cluster.backups.pbs
-    assert storage.inputs["server"] == str(pbs.address) and storage.inputs["fingerprint"] == pbs.fingerprint
+    assert storage.inputs["server"] == str(pbs.address)
+    # Pinned: the spec's, or (a managed PBS) the one read from it, unknown before it is set up.
+    assert storage.inputs["fingerprint"] == (pbs.fingerprint if pbs.host is None else UNKNOWN)
     assert storage.inputs["contents"] == ["backup"] and storage.protect
+    # A new password would replace the protected storage: the nodes get it with `pvesm set`.
+    assert storage.ignore_changes == ["password"]
     # The password and the client-side key are secrets, never plain in the state.
     assert {"password", "encryptionKey"} <= set(storage.secret_paths)
     [job] = run.of_type(tokens.BACKUP_JOB)
@@ -38,7 +43,9 @@ def test_every_guest_not_skipped_goes_nightly_to_pbs_encrypted(stack: str) -> No
     assert set(job.inputs["vmids"]) == expected
     assert job.inputs["storage"] == PBS_STORAGE and storage.urn in job.dependencies
     assert job.inputs["mode"] == "snapshot" and job.inputs["repeatMissed"] is True
-    assert int(job.inputs["pruneBackups"]["keep-daily"]) >= 7
+    # The nodes prune to the spec, unless PBS is the program's own and prunes itself.
+    prune = job.inputs["pruneBackups"]
+    assert prune == {"keep-all": "1"} if pbs.host is not None else int(prune["keep-daily"]) >= 7
     # The token may point a job at that storage (pve-manager PVE/API2/Backup.pm).
     assert "Datastore.Allocate" in required_privileges(cluster)[f"/storage/{PBS_STORAGE}"]
 
@@ -79,6 +86,10 @@ def test_the_stacks_schedules_are_calendar_events_systemd_accepts(stack: str) ->
     cluster = stack_cluster(stack)
     assert cluster.backups is not None
     assert systemd_gaps(cluster.backups.guests.schedule)
+    # A managed PBS's own jobs (PBS reads systemd's calendar syntax too).
+    host = cluster.backups.pbs.host
+    for schedule in [PRUNE_SCHEDULE, *([host.gc_schedule, host.verify_schedule] if host else [])]:
+        assert systemd_gaps(schedule), schedule
 
 
 def violations(resources: list[Resource], stack: str = "home") -> list[Violation]:

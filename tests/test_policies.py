@@ -120,23 +120,25 @@ def test_missing_or_invalid_spec_is_a_violation(value: str | None, expect: str) 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_power_budget_gives_figures_per_node(shape: Shape) -> None:
-    config = config_with("home", patched(stack_data("home"), {"power.budget_watts": 22}))
+    config = config_with("home", patched(stack_data("home"), {"power.budget_watts": 27}))
     v = only(check(full_stack("home", shape), config=config), "power-budget")
     assert v.mandatory and v.resource == ""
-    # The shipped guests model at 28.7 W: 7 W idle per node plus their expected load.
-    assert "the cluster would draw 28.7 W, over the budget of 22 W (power.budget_watts) by 6.7 W" in v.message
+    # The shipped guests model at 33.7 W: 7 W idle per node plus their expected load, and the
+    # backup host's 5 W.
+    assert "the cluster would draw 33.7 W, over the budget of 27 W (power.budget_watts) by 6.7 W" in v.message
     for node in ("pve1", "pve2", "pve3"):
         assert f"{node} " in v.message
+    assert "backup host 5.0 W = idle 5 W + 0.0 W at 0% busy (no guests)" in v.message
     assert "= idle 7 W +" in v.message and "% busy (" in v.message and "k3s-agent-1" in v.message
 
 
 def test_power_budget_takes_load_from_the_spec() -> None:
-    data = patched(stack_data("home"), {"power.budget_watts": 30})
+    data = patched(stack_data("home"), {"power.budget_watts": 35})
     assert check(full_stack("home"), config=config_with("home", data)) == []
     busier = patched(data, {"guests[3].load": 1.0})
     assert stack_data("home")["guests"][3]["name"] == "k3s-agent-1"
     v = only(of_policy(check(full_stack("home"), config=config_with("home", busier)), "power-budget"), "power-budget")
-    assert "over the budget of 30 W" in v.message
+    assert "over the budget of 35 W" in v.message
 
 
 def test_a_parked_guest_draws_nothing() -> None:
@@ -147,11 +149,11 @@ def test_a_parked_guest_draws_nothing() -> None:
     server = next(g for g, node in before.placement.items() if node == "pve1" and g.startswith("k3s-server"))
     assert drained.parked == {server}
     assert server not in {g.name for g in drained.running}
-    # Its 0.8 W of expected load leaves the modelled draw: 28.0 W, not the 28.7 W with it running.
+    # Its 0.8 W of expected load leaves the modelled draw: 33.0 W, not the 33.7 W with it running.
     tight = _with_maintenance(stack_cluster("home"), "pve1")
     tight = tight.model_copy(update={"power": tight.power.model_copy(update={"budget_watts": 1})})
     ((message, _),) = plan_checks.check_power_budget(tight)
-    assert message.startswith("the cluster would draw 28.0 W, over the budget of 1 W")
+    assert message.startswith("the cluster would draw 33.0 W, over the budget of 1 W")
 
 
 def _with_maintenance(cluster: Cluster, node: str) -> Cluster:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plan.placement import plan_guests
-from plan.power import cluster_draw, node_draw
+from plan.power import BACKUP_HOST, cluster_draw, node_draw
 from spec import parse_cluster
 from tests.support import patched, stack_cluster, stack_data
 
@@ -29,14 +29,15 @@ def test_draw_grows_with_load_and_caps_at_max() -> None:
 def test_home_stack_figures() -> None:
     cluster = stack_cluster("home")
     draw = cluster_draw(cluster, plan_guests(cluster).where)
-    assert draw.idle_watts == 21
-    assert 21 < draw.watts < 75
+    # Three nodes idle at 7 W, and the backup host at 5 W.
+    assert draw.idle_watts == 26
+    assert 26 < draw.watts < 75
     assert draw.within_budget
-    # 28.74375 W all month long (730 h, a year's 8760 h / 12): 20.98 kWh, 6.71 EUR at 0.32 EUR/kWh.
-    assert draw.watts == pytest.approx(28.74375)
-    assert draw.kwh_per_month == pytest.approx(20.9829, abs=1e-4)
-    assert draw.cost_per_month == pytest.approx(6.7145, abs=1e-4)
-    assert draw.budget_watts == 75 and [n.node for n in draw.nodes] == ["pve1", "pve2", "pve3"]
+    # 33.74375 W all month long (730 h, a year's 8760 h / 12): 24.63 kWh, 7.88 EUR at 0.32 EUR/kWh.
+    assert draw.watts == pytest.approx(33.74375)
+    assert draw.kwh_per_month == pytest.approx(24.6329, abs=1e-4)
+    assert draw.cost_per_month == pytest.approx(7.8825, abs=1e-4)
+    assert draw.budget_watts == 75 and [n.node for n in draw.nodes] == ["pve1", "pve2", "pve3", BACKUP_HOST]
 
 
 def test_over_budget_is_detected() -> None:
@@ -45,14 +46,15 @@ def test_over_budget_is_detected() -> None:
 
 
 def test_a_draw_exactly_at_the_budget_is_within_it() -> None:
-    # 28.74375 W is exact in binary floating point: a budget of exactly that is met, a hair less is not.
-    at = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 28.74375}))
+    # 33.74375 W is exact in binary floating point: a budget of exactly that is met, a hair less is not.
+    at = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 33.74375}))
     assert cluster_draw(at, plan_guests(at).where).within_budget
-    under = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 28.7437}))
+    under = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 33.7437}))
     assert not cluster_draw(under, plan_guests(under).where).within_budget
 
 
 def test_a_down_node_draws_nothing() -> None:
     cluster = stack_cluster("home")
     draw = cluster_draw(cluster, plan_guests(cluster).where, down="pve1")
-    assert [n.node for n in draw.nodes] == ["pve2", "pve3"]
+    # The backup host is not a node of the cluster: it stays on.
+    assert [n.node for n in draw.nodes] == ["pve2", "pve3", BACKUP_HOST]

@@ -32,7 +32,7 @@ def test_home_preview_prints_the_plan_and_writes_the_reports(
     doc = json.loads((tmp_path / "home.json").read_text())
     assert {"resources", "violations", "power", "failover"} <= set(doc)
     assert {"type": tokens.BOND, "name": "pve1-bond0", "parent": "pve1"} in doc["resources"]
-    assert doc["power"]["within_budget"] is True and len(doc["power"]["nodes"]) == 3
+    assert doc["power"]["within_budget"] is True and len(doc["power"]["nodes"]) == 4
     assert [f["node"] for f in doc["failover"]] == ["pve1", "pve2", "pve3"]
     md = (tmp_path / "home.md").read_text()
     assert "```mermaid" in md and "### Power" in md and "### If a node dies" in md
