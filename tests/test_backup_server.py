@@ -159,7 +159,7 @@ def test_a_fresh_debian_gets_pbs_from_the_checked_repository(tmp_path: Path) -> 
     assert "Suites: trixie\nComponents: pbs-no-subscription\n" in sources
     assert f"Signed-By: {tmp_path / 'keyring.gpg'}\n" in sources
     apt = [c[1:] for c in run.calls if c[0] == "apt-get"]
-    assert apt == [["update"], ["install", "-y", "proxmox-backup-server"]]
+    assert apt == [["update"], ["install", "-y", "--no-install-recommends", "proxmox-backup-server"]]
     assert ["systemctl", "enable", "--now", "proxmox-backup", "proxmox-backup-proxy"] in run.calls
 
 
@@ -201,7 +201,9 @@ EXISTING = {
 }
 
 
-def run_configure(tmp_path: Path, existing: bool = False, path: str = "/srv/pbs/homelab", cert: str = "") -> ScriptRun:
+def run_configure(
+    tmp_path: Path, existing: bool = False, path: str = "/srv/pbs/homelab", cert: str = "", password: str = ""
+) -> ScriptRun:
     tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "etc"
     config.mkdir()
@@ -209,9 +211,12 @@ def run_configure(tmp_path: Path, existing: bool = False, path: str = "/srv/pbs/
         for name, text in EXISTING.items():
             (config / name).write_text(text.format(path=path))
     script = with_param(rendered(program("home"), "home-pbs-configure"), "CONFIG_DIR", config)
+    if password:
+        script = with_param(script, "PASSWORD", password)
     cert_info = cert or f"Subject: CN=pbs\nFingerprint (sha256): {FINGERPRINT}\n"
     stubs = {
         "proxmox-backup-manager": f'if [ "$1 $2" = "cert info" ]; then printf "%s" "{cert_info}"; fi',
+        "proxmox-backup-debug": "exit 0",
         "mkdir": "exit 0",
     }
     return run_with_stubs(script, tmp_path, stubs)
@@ -246,8 +251,11 @@ def test_a_rerun_updates_in_place_and_drops_what_the_spec_no_longer_keeps(tmp_pa
     calls = manager_calls(run)
     assert not [c for c in calls if c[1] in ("create", "remove")], calls
     assert ["datastore", "update", "homelab", "--gc-schedule", "*-*-* 05:00"] in calls
-    [user] = [c for c in calls if c[:2] == ["user", "update"]]
-    assert user[2:4] == ["homelab@pbs", "--password"]
+    # The password through the API PBS honours (`user update --password` is ignored since 3.3).
+    assert ["user", "update", "homelab@pbs", "--enable", "true"] in calls
+    password = config_for("home")["homelab:pbsPassword"]
+    api = ["api", "set", "/access/password", "--userid", "homelab@pbs", "--password", password]
+    assert [c[1:] for c in run.calls if c[0] == "proxmox-backup-debug"] == [api]
     [prune] = [c for c in calls if c[:2] == ["prune-job", "update"]]
     # The job had keep-yearly; the spec keeps no yearlies, so it goes (and no job loses its state).
     assert prune[prune.index("--keep-daily") :] == [
@@ -261,6 +269,14 @@ def test_a_datastore_elsewhere_than_the_spec_says_is_refused_before_any_change(t
     run = run_configure(tmp_path, existing=True, path="/mnt/old")
     assert run.returncode == 1
     assert "datastore homelab is at /mnt/old, the spec says /srv/pbs/homelab" in run.stderr
+    assert manager_calls(run) == []
+
+
+@pytest.mark.parametrize("length", [4, 65])
+def test_a_password_pbs_would_refuse_stops_before_any_change(tmp_path: Path, length: int) -> None:
+    run = run_configure(tmp_path, password="x" * length)
+    assert run.returncode == 1
+    assert f"homelab:pbsPassword has {length} characters; PBS takes 5 to 64" in run.stderr
     assert manager_calls(run) == []
 
 

@@ -19,6 +19,13 @@ section_value() { # FILE TYPE ID KEY
   ' "$CONFIG_DIR/$1"
 }
 
+# PBS takes a password of 5 to 64 characters (pbs-api-types PBS_PASSWORD_SCHEMA): checked
+# before anything changes.
+if [ "${#PASSWORD}" -lt 5 ] || [ "${#PASSWORD}" -gt 64 ]; then
+  echo "error: homelab:pbsPassword has ${#PASSWORD} characters; PBS takes 5 to 64" >&2
+  exit 1
+fi
+
 if has_section datastore.cfg datastore "$DATASTORE"; then
   path=$(section_value datastore.cfg datastore "$DATASTORE" path)
   if [ "$path" != "$DATASTORE_PATH" ]; then
@@ -32,7 +39,11 @@ else
 fi
 
 if has_section user.cfg user "$USERNAME"; then
-  proxmox-backup-manager user update "$USERNAME" --password "$PASSWORD" --enable true
+  # `user update --password` is accepted and ignored since PBS 3.3 (proxmox-backup
+  # src/api2/access/user.rs): the password is set through PUT /access/password, which root may
+  # call for any user without the old one (src/api2/access/mod.rs, change_password).
+  proxmox-backup-manager user update "$USERNAME" --enable true
+  proxmox-backup-debug api set /access/password --userid "$USERNAME" --password "$PASSWORD"
 else
   proxmox-backup-manager user create "$USERNAME" --password "$PASSWORD" --comment "the homelab cluster's nodes"
 fi

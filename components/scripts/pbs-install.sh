@@ -22,7 +22,10 @@ trap 'rm -f "$apt_config" "$download"' EXIT
 echo 'DPkg::Lock::Timeout "600";' >"$apt_config"
 export APT_CONFIG="$apt_config"
 if [ ! -s "$KEYRING" ]; then
-  command -v curl >/dev/null || apt-get install -y --no-install-recommends curl ca-certificates
+  if ! command -v curl >/dev/null; then
+    apt-get update
+    apt-get install -y --no-install-recommends curl ca-certificates
+  fi
   curl --proto =https --tlsv1.2 -fsSL -o "$download" "$KEYRING_URL"
   actual=$(sha256sum "$download" | awk '{print $1}')
   if [ "$actual" != "$KEYRING_SHA256" ]; then
@@ -39,7 +42,9 @@ Components: pbs-no-subscription
 Signed-By: $KEYRING
 DEB822
 apt-get update
-apt-get install -y proxmox-backup-server
+# Without its recommends: they bring ifupdown2 (which would take over the network of a machine
+# reached over SSH) and ZFS, which a datastore in a directory does not need.
+apt-get install -y --no-install-recommends proxmox-backup-server
 if ! installed; then
   echo "error: apt-get finished but proxmox-backup-server is not installed on $(hostname)" >&2
   exit 1
