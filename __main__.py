@@ -17,6 +17,7 @@ from components.platform import Platform
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
 from components.storage import CephStorage
+from components.ups import UpsShutdown
 from components.volume_backups import VolumeBackups
 from components.workloads import Workloads
 from plan.placement import plan_guests
@@ -46,7 +47,12 @@ reachable = StorageReachable(cluster, access, storage_network)
 link1 = CorosyncStorageLink(cluster, access, members, reachable.checks)
 
 # The hosts' firewall: the cluster's own traffic from its own networks, nothing else inbound.
-ProxmoxFirewall(cluster, opts=pulumi.ResourceOptions(provider=access.proxmox, depends_on=link1.ready))
+firewall = ProxmoxFirewall(cluster, opts=pulumi.ResourceOptions(provider=access.proxmox, depends_on=link1.ready))
+
+# On a power cut, the cluster rides the UPS for a while, then goes down in order (NUT on every
+# node, the UPS node's upsd reached through the firewall) and comes back by itself.
+if cluster.ups is not None:
+    UpsShutdown(cluster, access, after=[firewall.enabled])
 
 # 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
 #    disks (a Proxmox storage) and for Kubernetes volumes.

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_proxmoxve as proxmoxve
 from pulumi_proxmoxve.cluster.firewall.security import GroupLegacy, GroupLegacyArgs, GroupLegacyRuleArgs
 
+from components.nut import NUT_PORT
 from components.stack import waits_for
 from policies.firewall_checks import DEPLOY_PORTS
 from spec.guests import Guest
@@ -30,6 +31,7 @@ from spec.models import Cluster
 MANAGEMENT_GROUP = "homelab-mgmt"
 CEPH_GROUP = "homelab-ceph"
 PING_GROUP = "homelab-ping"
+NUT_GROUP = "homelab-nut"
 
 
 class ProxmoxFirewall(pulumi.ComponentResource):
@@ -71,13 +73,24 @@ class ProxmoxFirewall(pulumi.ComponentResource):
                 [accept(src, f"ping from {src}", macro="Ping") for src in sorted({lan, *ceph_sources})],
             ),
         ]
+        if cluster.ups is not None:
+            # The secondary upsmons reach the UPS node's upsd: from the nodes only, not the LAN.
+            groups.append(
+                group(
+                    NUT_GROUP,
+                    "NUT (upsd) from the cluster's nodes: the UPS's state and the forced shutdown",
+                    [
+                        accept(str(n.address), f"NUT from {n.name}", proto="tcp", dport=str(NUT_PORT))
+                        for n in cluster.nodes
+                        if n.name != cluster.ups.node
+                    ],
+                )
+            )
+        names = [MANAGEMENT_GROUP, CEPH_GROUP, PING_GROUP, *([NUT_GROUP] if cluster.ups is not None else [])]
         self.rules = proxmoxve.firewall.RulesLegacy(
             f"{cluster.name}-firewall-rules",
             proxmoxve.firewall.RulesLegacyArgs(
-                rules=[
-                    proxmoxve.firewall.RulesLegacyRuleArgs(security_group=g, comment="homelab")
-                    for g in (MANAGEMENT_GROUP, CEPH_GROUP, PING_GROUP)
-                ]
+                rules=[proxmoxve.firewall.RulesLegacyRuleArgs(security_group=name, comment="homelab") for name in names]
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*waits_for(opts), *groups]),
         )
@@ -89,7 +102,7 @@ class ProxmoxFirewall(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.rules]),
         )
-        self.register_outputs({"groups": [MANAGEMENT_GROUP, CEPH_GROUP, PING_GROUP]})
+        self.register_outputs({"groups": names})
 
 
 def ipset_entry(network: IPv4Network) -> str:

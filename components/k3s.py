@@ -118,7 +118,7 @@ def cordoned(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> 
     return [n for n in [*spec.servers, *spec.agents] if placement.get(n) in maintenance]
 
 
-def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = False) -> str:
+def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = False, pod_grace: int = 60) -> str:
     """The guest's k3s config file (`CONFIG_FILE`) for ROLE: server-init, server-join or agent.
 
     No node label: k3s puts its `node-label`s back on every start, so one baked in here would undo
@@ -129,6 +129,14 @@ def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = 
         "node-ip": address,
         # The LAN NIC: pod traffic stays off the Ceph VLAN whatever the VM's routes say.
         "flannel-iface": spec.vip_interface,
+        # Graceful node shutdown: when the VM is shut down (a power cut's orderly shutdown, a
+        # node's maintenance), kubelet holds systemd's shutdown back until its pods stopped, the
+        # critical ones last. It raises logind's InhibitDelayMaxSec itself (kubernetes
+        # pkg/kubelet/nodeshutdown/systemd/inhibit_linux.go, OverrideInhibitDelay).
+        "kubelet-arg": [
+            f"shutdown-grace-period={pod_grace}s",
+            f"shutdown-grace-period-critical-pods={pod_grace // 3}s",
+        ],
     }
     if role == "server-init":
         config["cluster-init"] = True
@@ -168,6 +176,11 @@ def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = 
         # which keeps the credentials out of this file and out of the install's script.
         config |= {"etcd-s3": True, "etcd-s3-config-secret": ETCD_S3_SECRET}
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def pod_grace(cluster: Cluster) -> int:
+    """How long kubelet gives pods when its VM shuts down: the UPS plan's, or a minute."""
+    return cluster.ups.pod_grace_seconds if cluster.ups is not None else 60
 
 
 def machine_identity(machine: pulumi.Resource) -> pulumi.Input[str] | None:
@@ -254,7 +267,9 @@ class K3sCluster(pulumi.ComponentResource):
                 "config_file": CONFIG_FILE,
                 "data_dir": DATA_DIR,
                 "encryption_config": ENCRYPTION_CONFIG,
-                "k3s_config": node_config(spec, guest, str(cluster.guest(guest).address), role, etcd_s3),
+                "k3s_config": node_config(
+                    spec, guest, str(cluster.guest(guest).address), role, etcd_s3, pod_grace(cluster)
+                ),
             }
             if role != "agent":
                 params |= {"manifests": MANIFESTS, "kube_vip_manifest": manifest}

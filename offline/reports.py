@@ -14,6 +14,7 @@ from plan.datapath import DataPath, TrafficClass, datapath, gb
 from plan.failover import NodeFailure, running_from_spec, simulate
 from plan.placement import plan_guests
 from plan.power import ClusterDraw, cluster_draw
+from plan.ups import UpsPlan, ups_plan
 from spec.models import Cluster
 
 
@@ -56,7 +57,33 @@ class Reports:
                 }
                 for n in d.nodes
             ],
+            "ups": self._ups_json(),
         }
+
+    def _ups_json(self) -> dict[str, Any] | None:
+        u = ups_plan(self.cluster, self.draw)
+        if u is None:
+            return None
+        return {
+            "rated_watts": u.ups.rated_watts,
+            "peak_watts": round(u.peak_watts, 1),
+            "expected_watts": round(u.expected_watts, 1),
+            "runtime_minutes": round(u.runtime_minutes, 1),
+            "needed_minutes": round(u.needed_minutes, 1),
+            "ride_through_seconds": u.ups.ride_through_seconds,
+            "shutdown_minutes": round(u.shutdown_minutes, 1),
+        }
+
+    def _ups_verdict(self) -> str:
+        u: UpsPlan | None = ups_plan(self.cluster, self.draw)
+        if u is None:
+            return "UPS: none; a power cut stops every node at once (advisory power-cut)"
+        ok = "ok" if u.rating_covers_peak and u.runtime_covers_shutdown else "TOO SMALL"
+        return (
+            f"UPS ({ok}): {u.ups.rated_watts:g} W rated for a {u.peak_watts:.0f} W peak; about "
+            f"{u.runtime_minutes:.0f} min on battery at {u.expected_watts:.0f} W, {u.needed_minutes:.1f} min needed "
+            f"(ride through {u.ups.ride_through_seconds} s, then shut down in {u.shutdown_minutes:.1f} min)"
+        )
 
     def _power_rows(self) -> list[tuple[str, str, str, str]]:
         rows = [(n.node, f"{n.idle_watts:.1f} W", f"{n.utilisation:.0%}", f"{n.watts:.1f} W") for n in self.draw.nodes]
@@ -78,12 +105,13 @@ class Reports:
         lines = ["Power (modelled):", f"  {'node':<{width}} {'idle':>9} {'busy':>5} {'expected':>9}"]
         lines += [f"  {a:<{width}} {b:>9} {c:>5} {e:>9}" for a, b, c, e in rows]
         lines.append(f"  {self._power_verdict()}")
+        lines.append(f"  {self._ups_verdict()}")
         return lines
 
     def power_markdown(self) -> list[str]:
         lines = ["### Power", "", "| node | idle | busy | expected |", "|---|---:|---:|---:|"]
         lines += [f"| {a} | {b} | {c} | {e} |" for a, b, c, e in self._power_rows()]
-        return [*lines, "", self._power_verdict()]
+        return [*lines, "", self._power_verdict(), "", self._ups_verdict()]
 
     # --- failover ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from plan.failover import Running, running_from_spec, simulate, spec_pools
 from plan.placement import PlacementError, plan_guests
 from plan.power import cluster_draw
+from plan.ups import ups_plan, ups_problems
 from spec import Cluster
 
 Finding = tuple[str, str | None]  # (message, URN of the resource at fault or None for the stack)
@@ -88,3 +89,35 @@ def _node_losses(cluster: Cluster, plan: Plan) -> list[Finding]:
         findings += [(message, None) for message in failure.shortfall_problems()]
         findings += [(message, None) for message in failure.cluster_problems()]
     return findings
+
+
+def check_ups_runtime(cluster: Cluster) -> list[Finding]:
+    """With a UPS: it carries the modelled peak, and its battery outlasts the ride-through plus
+    the orderly shutdown (plan/ups.py)."""
+    if cluster.ups is None:
+        return []
+    plan = plan_of(cluster)
+    if isinstance(plan, str):
+        return [(plan, None)]
+    ups = ups_plan(cluster, cluster_draw(cluster, {g.name: g.node for g in plan.running}))
+    assert ups is not None
+    return [(problem, None) for problem in ups_problems(ups)]
+
+
+def check_power_cut_unprotected(cluster: Cluster) -> list[Finding]:
+    """Without a UPS, what a power cut costs (advisory: a UPS is the owner's choice)."""
+    if cluster.ups is not None:
+        return []
+    osds = (
+        f", and Ceph's {cluster.osd_count} OSDs stop mid-write and must re-peer before any guest can start"
+        if cluster.osd_count
+        else ""
+    )
+    return [
+        (
+            f"no ups: a power cut stops all {len(cluster.nodes)} nodes at once. Every guest loses what it had not "
+            f"written to disk{osds}; HA restarts nothing until the nodes are back. Declare a `ups` to ride short "
+            "cuts and shut down in order on longer ones.",
+            None,
+        )
+    ]

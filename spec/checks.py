@@ -35,6 +35,7 @@ def problems(c: Cluster) -> list[str]:
         k3s,
         workloads,
         backups,
+        ups,
     ]
     return [problem for group in groups for problem in group(c)]
 
@@ -346,3 +347,11 @@ def backups(c: Cluster) -> list[str]:
         if name not in names
     ]
     return problems
+
+
+def ups(c: Cluster) -> list[str]:
+    if c.ups is None:
+        return []
+    if c.ups.node not in {n.name for n in c.nodes}:
+        return [f"ups.node: no node is named {c.ups.node} (the UPS's data cable goes to a node of the cluster)"]
+    return []

@@ -13,6 +13,7 @@ from spec.backups import PBS_SECRETS, RESTIC_PASSWORD, S3_SECRETS
 from spec.base import SpecError
 from spec.models import Cluster
 from spec.secrets import ACCESS_SECRETS, full_key
+from spec.ups import UPS_PASSWORD
 
 # The one structured config value that describes the whole cluster.
 CLUSTER_KEY = "homelab:cluster"
@@ -69,7 +70,8 @@ def secret_keys(cluster: Cluster) -> list[str]:
         backups = (*PBS_SECRETS, *(S3_SECRETS if cluster.backups.s3 is not None else ()))
         if cluster.backups.s3 is not None and any(w.volumes for w in cluster.workloads):
             backups = (*backups, RESTIC_PASSWORD)
-    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *sorted(apps))]
+    ups = (UPS_PASSWORD,) if cluster.ups is not None else ()
+    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *ups, *sorted(apps))]
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from spec.guests import Disk, Guest
 from spec.kubernetes import K3s, Workload
 from spec.nodes import Node
 from spec.settings import Access, Image, Networks, Power, Proxmox, QuorumDevice
+from spec.ups import Ups
 
 
 class Cluster(Model):
@@ -39,6 +40,7 @@ class Cluster(Model):
     k3s: K3s | None = None
     workloads: list[Workload] = Field(default_factory=list)
     backups: Backups | None = None
+    ups: Ups | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Cluster:
