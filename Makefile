@@ -21,10 +21,11 @@ $(BIN)/.installed: $(REQUIREMENTS)
 # corosync's own config parser (`corosync -t`), run in network namespaces made with iproute2's
 # `ip` and util-linux's `unshare`, udev's and systemd's parsers for the USB4 port files, and a
 # throwaway Ceph cluster on 127.0.0.1 (tests/ceph_cluster.py: ceph-mon brings `monmaptool`, ceph-common
-# `ceph`, `rbd`, `rados`, `ceph-conf`, `ceph-authtool`). Each is installed when its command is missing.
+# `ceph`, `rbd`, `rados`, `ceph-conf`, `ceph-authtool`), restic, and NUT (`upsd`, `upsmon`, `upssched`,
+# the `dummy-ups` driver). Each is installed when its command is missing.
 DEBIAN_TOOLS := cloud-init:cloud-init corosync:corosync ip:iproute2 unshare:util-linux udevadm:udev \
   systemd-analyze:systemd ceph-mon:ceph-mon ceph-mgr:ceph-mgr ceph-osd:ceph-osd ceph:ceph-common \
-  restic:restic openssl:openssl
+  restic:restic openssl:openssl upsd:nut-server upsmon:nut-client
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

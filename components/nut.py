@@ -36,6 +36,9 @@ TIMER = "power-cut"
 # the power is back (usbhid-ups wants ondelay above offdelay).
 OFFDELAY = 20
 ONDELAY = 30
+# The drivers that take those delays (each asks for them in `<driver> -L`; checked in the tests):
+# others cut their output with their own fixed timing.
+DELAY_DRIVERS = frozenset({"usbhid-ups", "nutdrv_qx", "blazer_usb", "blazer_ser"})
 # A node still running this long after telling the UPS to cut power reboots (nutshutdown).
 POWEROFF_WAIT = 120
 OSD_WAIT_SECONDS = 900
@@ -56,14 +59,9 @@ def nut_conf(primary: bool) -> str:
 
 
 def ups_conf(ups: Ups) -> str:
+    delays = f"  offdelay = {OFFDELAY}\n  ondelay = {ONDELAY}\n" if ups.driver in DELAY_DRIVERS else ""
     return (
-        "maxretry = 3\n\n"
-        f"[{ups.name}]\n"
-        f"  driver = {ups.driver}\n"
-        f"  port = {ups.port}\n"
-        '  desc = "homelab UPS"\n'
-        f"  offdelay = {OFFDELAY}\n"
-        f"  ondelay = {ONDELAY}\n"
+        f'maxretry = 3\n\n[{ups.name}]\n  driver = {ups.driver}\n  port = {ups.port}\n  desc = "homelab UPS"\n' + delays
     )
 
 

@@ -7,6 +7,7 @@ logs in), each once the hosts' firewall lets the secondaries reach it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from functools import partial
 
@@ -30,21 +31,18 @@ def setup_script(cluster: Cluster, node: Node, password: str) -> str:
     files: list[File] = node_files(cluster, node.name, password)
     params: dict[str, str | int] = {
         "role": "primary" if primary else "secondary",
+        "driver": cluster.ups.driver,
         "packages": "nut-server nut-client" if primary else "nut-client",
         "needs_disarm": "yes" if any(g.ha for g in cluster.guests) else "no",
         "ha_manager_min": HA_MANAGER_MIN,
         "upsd": f"{cluster.ups.name}@localhost"
         if primary
         else f"{cluster.ups.name}@{cluster.node(cluster.ups.node).address}",
-        "file_count": len(files),
+        # One file a line, its content in base64: a `$` or a quote in a file stays as it is.
+        "files": "\n".join(
+            f"{f.path} {f.mode} {f.group} {base64.b64encode(f.content.encode()).decode()}" for f in files
+        ),
     }
-    for i, f in enumerate(files):
-        params |= {
-            f"file_path_{i}": f.path,
-            f"file_content_{i}": f.content,
-            f"file_mode_{i}": f.mode,
-            f"file_group_{i}": f.group,
-        }
     return remote.script("nut-setup", **params)
 
 

@@ -14,7 +14,7 @@ from plan.datapath import DataPath, TrafficClass, datapath, gb
 from plan.failover import NodeFailure, running_from_spec, simulate
 from plan.placement import plan_guests
 from plan.power import ClusterDraw, cluster_draw
-from plan.ups import UpsPlan, ups_plan
+from plan.ups import UpsPlan, no_ups_note, ups_plan
 from spec.models import Cluster
 
 
@@ -77,7 +77,7 @@ class Reports:
     def _ups_verdict(self) -> str:
         u: UpsPlan | None = ups_plan(self.cluster, self.draw)
         if u is None:
-            return "UPS: none; a power cut stops every node at once (advisory power-cut)"
+            return no_ups_note(self.cluster)
         ok = "ok" if u.rating_covers_peak and u.runtime_covers_shutdown else "TOO SMALL"
         return (
             f"UPS ({ok}): {u.ups.rated_watts:g} W rated for a {u.peak_watts:.0f} W peak; about "

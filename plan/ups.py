@@ -56,8 +56,9 @@ def shutdown_steps(cluster: Cluster) -> list[Step]:
     ups = cluster.ups
     first, last = first_and_last_guests(cluster)
     secondaries = tuple(n.name for n in cluster.nodes if n.name != ups.node)
+    ha = tuple(g.name for g in cluster.guests if g.ha)
     steps = [
-        Step("disarm HA: no recovery, no fencing while nodes go down", ("ha-manager",), HA_DISARM_SECONDS),
+        Step("disarm HA: no recovery, no fencing while nodes go down", ha, HA_DISARM_SECONDS),
         Step("shut down the k3s agents and the other guests", tuple(first), guest_grace(ups)),
         Step("shut down the k3s servers", tuple(last), guest_grace(ups)),
         Step("ceph osd set noout: no rebalancing while the OSDs are down", ("ceph",), NOOUT_SECONDS),
@@ -69,13 +70,14 @@ def shutdown_steps(cluster: Cluster) -> list[Step]:
 
 def return_steps(cluster: Cluster) -> list[Step]:
     """What happens when power is back: the UPS restores its output and the nodes boot."""
-    return [
+    steps = [
         Step(
             "the nodes power on by themselves (BIOS: restore on AC power loss)", tuple(n.name for n in cluster.nodes), 0
         ),
         Step("wait for quorum and for every OSD to be up, then ceph osd unset noout", ("ceph",), 0),
-        Step("arm HA: it starts its guests where they are", ("ha-manager",), 0),
+        Step("arm HA: it starts its guests where they are", tuple(g.name for g in cluster.guests if g.ha), 0),
     ]
+    return [s for s in steps if s.targets]
 
 
 def shutdown_seconds(cluster: Cluster) -> int:
@@ -134,3 +136,17 @@ def ups_problems(plan: UpsPlan) -> list[str]:
             "ups.ride_through_seconds or get a bigger battery"
         )
     return out
+
+
+def no_ups_note(cluster: Cluster) -> str:
+    """What a power cut costs a cluster without a UPS (the preview's note)."""
+    osds = (
+        f", and Ceph's {cluster.osd_count} OSDs stop mid-write and must re-peer before any guest can start"
+        if cluster.osd_count
+        else ""
+    )
+    return (
+        f"no UPS: a power cut stops all {len(cluster.nodes)} nodes at once. Every guest loses what it had not "
+        f"written to disk{osds}; HA restarts nothing until the nodes are back. Declare a `ups` to ride short "
+        "cuts and shut down in order on longer ones."
+    )

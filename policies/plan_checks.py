@@ -103,21 +103,3 @@ def check_ups_runtime(cluster: Cluster) -> list[Finding]:
     assert ups is not None
     return [(problem, None) for problem in ups_problems(ups)]
 
-
-def check_power_cut_unprotected(cluster: Cluster) -> list[Finding]:
-    """Without a UPS, what a power cut costs (advisory: a UPS is the owner's choice)."""
-    if cluster.ups is not None:
-        return []
-    osds = (
-        f", and Ceph's {cluster.osd_count} OSDs stop mid-write and must re-peer before any guest can start"
-        if cluster.osd_count
-        else ""
-    )
-    return [
-        (
-            f"no ups: a power cut stops all {len(cluster.nodes)} nodes at once. Every guest loses what it had not "
-            f"written to disk{osds}; HA restarts nothing until the nodes are back. Declare a `ups` to ride short "
-            "cuts and shut down in order on longer ones.",
-            None,
-        )
-    ]

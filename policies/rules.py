@@ -57,7 +57,6 @@ from policies.plan_checks import (  # noqa: E402
     Finding,
     check_maintenance_redundancy,
     check_power_budget,
-    check_power_cut_unprotected,
     check_survives_any_node,
     check_ups_runtime,
 )
@@ -147,12 +146,6 @@ POLICIES: list[Policy] = [
         description="With a UPS: its rated watts cover the modelled peak of what it powers, and its battery lasts "
         "through the ride-through time and the orderly shutdown, with a margin.",
         validate=_on_stack(_on_plan(check_ups_runtime)),
-    ),
-    StackValidationPolicy(
-        name="power-cut",
-        description="What a power cut costs a cluster without a UPS (advisory).",
-        validate=_on_stack(_on_plan(check_power_cut_unprotected)),
-        enforcement_level=EnforcementLevel.ADVISORY,
     ),
     ResourceValidationPolicy(
         name="guests-as-planned",

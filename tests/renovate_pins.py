@@ -44,6 +44,8 @@ REQUIREMENT = re.compile(r"^[ \t]*(?P<pin>[A-Za-z0-9][\w.-]*(?:\[[^\]]*\])?[ \t]
 SHA_REF = re.compile(r"[0-9a-f]{40}")
 # The versions of this repository's own artifacts, (file, key): nothing upstream to look them up in.
 OWN_VERSIONS = {("policies/PulumiPolicy.yaml", "version")}
+# Versions the program checks a host for, as a floor, and never installs: nothing to update.
+FLOORS = {("components/ups.py", "5.1.3")}  # pve-ha-manager's first `disarm-ha`
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def python_pins(path: str, text: str) -> list[Pin]:
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
         kind = pin_kind(node.value)
-        if kind is None:
+        if kind is None or (path, node.value) in FLOORS:
             continue
         line = lines[node.lineno - 1]
         begin = starts[node.lineno - 1] + len(line.encode()[: node.col_offset].decode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -65,11 +66,19 @@ def validate(data: dict[str, Any]) -> Cluster:
 
 
 def script_param(script: str, name: str) -> str:
-    """The value of parameter NAME (`NAME=<shell-quoted>` in the header `remote.script` writes)."""
-    match = re.search(rf"^{name}=(.*?)\n(?=[A-Z][A-Z0-9_]*=)", script, re.MULTILINE | re.DOTALL)
-    assert match, name
-    [value] = shlex.split(match.group(1))
-    return value
+    """The value of parameter NAME (`NAME=<shell-quoted>` in the header `remote.script` writes).
+    A value may hold lines that look like assignments (a config file): the value ends at the
+    first line break after which the quoting is whole."""
+    start = re.search(rf"^{name}=", script, re.MULTILINE)
+    assert start, name
+    for end in re.finditer(r"\n(?=[A-Z][A-Z0-9_]*=|[^A-Z])", script[start.end() :]):
+        try:
+            words = shlex.split(script[start.end() : start.end() + end.start()])
+        except ValueError:
+            continue  # inside a quoted value
+        if len(words) == 1:
+            return words[0]
+    raise AssertionError(name)
 
 
 @cache
@@ -98,3 +107,11 @@ def program_set_up(stack: str, shape: Shape = Shape.FIRST) -> ProgramRun:
 
 def cluster_set_up(stack: str) -> Cluster:
     return parse_cluster(set_up_data(stack))
+
+
+def nut_files(node: str, stack: str = "home") -> dict[str, str]:
+    """The files the program puts on NODE for the UPS (components/nut.py): path -> content."""
+    script = program(stack).named(f"{node}-nut").inputs["create"]
+    assert isinstance(script, str)
+    lines = script_param(script, "FILES").splitlines()
+    return {path: base64.b64decode(data).decode() for path, _mode, _group, data in (line.split() for line in lines)}

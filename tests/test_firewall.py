@@ -29,6 +29,14 @@ def test_ceph_and_ping_come_from_the_clusters_own_networks_only(stack: str) -> N
         ("tcp", "8006", str(nets.lan.cidr)),
         ("tcp", "22", str(nets.lan.cidr)),
     }
+    if stack_cluster(stack).ups is None:
+        assert "homelab-nut" not in g
+    else:
+        # NUT from the other nodes only, not the LAN: the UPS node (pve1) needs none from itself.
+        assert {(r["proto"], r["dport"], r["source"]) for r in g["homelab-nut"]} == {
+            ("tcp", "3493", "10.0.10.12"),
+            ("tcp", "3493", "10.0.10.13"),
+        }
 
 
 def test_the_firewall_goes_on_after_its_rules_dropping_the_rest() -> None:
@@ -37,7 +45,9 @@ def test_the_firewall_goes_on_after_its_rules_dropping_the_rest() -> None:
     assert on.inputs["enabled"] is True and on.inputs["inputPolicy"] == "DROP"
     [rules] = run.of_type(tokens.FIREWALL_RULES)
     assert rules.urn in on.dependencies
-    assert [r["securityGroup"] for r in rules.inputs["rules"]] == ["homelab-mgmt", "homelab-ceph", "homelab-ping"]
+    # The home stack has a UPS: its secondaries reach upsd on the UPS node.
+    groups = ["homelab-mgmt", "homelab-ceph", "homelab-ping", "homelab-nut"]
+    assert [r["securityGroup"] for r in rules.inputs["rules"]] == groups
     assert {g.urn for g in run.of_type(tokens.FIREWALL_GROUP)} <= set(rules.dependencies)
     assert "vmId" not in rules.inputs and "nodeName" not in rules.inputs  # cluster-wide
 
@@ -55,7 +65,7 @@ def test_a_rule_that_drops_the_deploy_path_is_refused(shape: Shape) -> None:
     assert check(stack) == []
     rules = [*tokens_rules(stack), DROP_SSH]
     [v] = check(edit(stack, "home-firewall-rules", {"rules": rules}, typ=tokens.FIREWALL_RULES))
-    assert v.message.startswith("home-firewall-rules: rule 3 drops TCP 22 from the LAN 10.0.10.0/24 before")
+    assert v.message.startswith("home-firewall-rules: rule 4 drops TCP 22 from the LAN 10.0.10.0/24 before")
     # In a security group too, a range or a whole protocol.
     for bad in (
         {**DROP_SSH, "dport": "8000:8100"},

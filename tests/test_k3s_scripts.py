@@ -121,6 +121,7 @@ def test_first_server_installs_with_cluster_init(tmp_path: Path) -> None:
         "node-name": "k3s-server-1",
         "node-ip": "10.0.10.31",
         "flannel-iface": spec.vip_interface,
+        "kubelet-arg": ["shutdown-grace-period=60s", "shutdown-grace-period-critical-pods=20s"],
         "cluster-init": True,
         "tls-san": [str(spec.api_vip)],
         "disable": ["servicelb", "traefik", "local-storage"],

@@ -47,6 +47,7 @@ def test_pack_levels() -> None:
     levels = {p.name: rules.enforcement_of(p) for p in rules.POLICIES}
     assert levels == {
         "power-budget": EnforcementLevel.MANDATORY,
+        "ups-runtime": EnforcementLevel.MANDATORY,
         "guests-as-planned": EnforcementLevel.MANDATORY,
         "replica-counts": EnforcementLevel.MANDATORY,
         "disruption-budgets": EnforcementLevel.MANDATORY,

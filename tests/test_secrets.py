@@ -38,6 +38,7 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
         "homelab:s3AccessKey",
         "homelab:s3SecretKey",
         "homelab:resticPassword",  # the volumes' restic repositories
+        "homelab:upsPassword",  # NUT's users
         "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
         "homelab:uptimeKumaPassword",
     ]
@@ -76,6 +77,7 @@ def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
         "homelab:s3AccessKey",
         "homelab:s3SecretKey",
         "homelab:resticPassword",
+        "homelab:upsPassword",
         "homelab:adguardAdminPasswordHash",
     ]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):

@@ -18,22 +18,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
 fi
+if [ "$ROLE" = primary ] && [ ! -x "/lib/nut/$DRIVER" ]; then
+  echo "error: NUT has no driver $DRIVER (ups.driver): see /lib/nut/ and NUT's hardware list" >&2
+  exit 1
+fi
 changed=no
-for ((i = 0; i < FILE_COUNT; i++)); do
-  path_var="FILE_PATH_$i" content_var="FILE_CONTENT_$i" mode_var="FILE_MODE_$i" group_var="FILE_GROUP_$i"
-  path=${!path_var} content=${!content_var} mode=${!mode_var} group=${!group_var}
-  if [ -f "$path" ] && printf '%s' "$content" | cmp -s - "$path"; then
+# One file a line: its path, mode, group, and its content in base64 (so a `$` in a script or a
+# password's characters pass through the shell untouched).
+while read -r path mode group data; do
+  [ -n "$path" ] || continue
+  if [ -f "$path" ] && printf '%s' "$data" | base64 -d | cmp -s - "$path"; then
     continue
   fi
   mkdir -p "$(dirname "$path")"
   tmp=$(mktemp "$path.XXXXXX")
-  printf '%s' "$content" >"$tmp"
+  printf '%s' "$data" | base64 -d >"$tmp"
   chmod "$mode" "$tmp"
   chgrp "$group" "$tmp"
   mv -f "$tmp" "$path"
   echo "wrote $path"
   changed=yes
-done
+done <<<"$FILES"
 if [ "$changed" = yes ]; then
   systemctl daemon-reload
 fi
