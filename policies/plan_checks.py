@@ -102,4 +102,3 @@ def check_ups_runtime(cluster: Cluster) -> list[Finding]:
     ups = ups_plan(cluster, cluster_draw(cluster, {g.name: g.node for g in plan.running}))
     assert ups is not None
     return [(problem, None) for problem in ups_problems(ups)]
-
