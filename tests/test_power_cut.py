@@ -215,10 +215,10 @@ def stubs(ha_disarms: bool = True, power_back_after: str = "", osds_up: int = 3)
             f"*) {refuse} ;;\n"
             "esac"
         ),
-        # On battery, until the guests named by power_back_after are down.
+        # On battery, until the guest named by power_back_after is down (at once: none-needed).
         "upsc": (
-            f'if [ -n "{power_back_after}" ] && [ -e "$STATE/stopped-{power_back_after}" ]; then echo "OL"; '
-            'else echo "OB DISCHRG"; fi'
+            f'if [ "{power_back_after}" = none-needed ] || {{ [ -n "{power_back_after}" ] && '
+            f'[ -e "$STATE/stopped-{power_back_after}" ]; }}; then echo "OL"; else echo "OB DISCHRG"; fi'
         ),
         "upsmon": f'[ "$*" = "-c fsd" ] && [ -e "$STATE/noout" ] || {{ {refuse}; }}; touch "$STATE/fsd"',
     }
@@ -283,6 +283,12 @@ def test_power_back_midway_cancels_and_undoes(tmp_path: Path) -> None:
     assert order[-2:] == ["ha-manager crm-command arm-ha", f"pct start {FIRST[-1].split(':')[1]}"]
     assert not (cut.pve / "homelab-power-cut").exists()
     assert "power is back: the shutdown is cancelled" in cut.run.stdout
+
+
+def test_power_back_before_any_guest_stopped_only_arms_ha_again(tmp_path: Path) -> None:
+    cut = run_cut(tmp_path, "shutdown", power_back_after="none-needed")
+    assert cut.run.returncode == 0, cut.run.stderr
+    assert cut.order() == ["ha-manager crm-command disarm-ha", "ceph osd unset noout", "ha-manager crm-command arm-ha"]
 
 
 def test_ha_guests_are_left_to_their_nodes_when_ha_does_not_disarm(tmp_path: Path) -> None:
