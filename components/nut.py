@@ -11,7 +11,8 @@ The forced shutdown at the end is NUT's own: `upsmon -c fsd` on the primary rais
 secondary runs its SHUTDOWNCMD and logs out, then the primary shuts down, and at the very end of
 its shutdown Debian's `nutshutdown` (/lib/systemd/system-shutdown) tells the UPS to cut its
 output after `offdelay` and restore it `ondelay` after the power is back, so the nodes boot
-even if the power came back meanwhile. If the UPS ignores that, POWEROFF_WAIT reboots the node.
+even if the power came back meanwhile. If the UPS ignores that, POWEROFF_WAIT reboots the UPS
+node (nutshutdown ships with nut-server: the secondaries just stay off until the power cycles).
 Syntax: NUT 2.8 (Debian trixie's nut 2.8.1), checked by the real NUT daemons in the tests.
 """
 
@@ -20,7 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components import remote
-from plan.ups import HA_DISARM_SECONDS, NUT_HOSTSYNC_SECONDS, first_and_last_guests, guest_grace
+from plan.ups import (
+    HA_DISARM_SECONDS,
+    NUT_HOSTSYNC_SECONDS,
+    UPS_OFFDELAY_SECONDS,
+    first_and_last_guests,
+    guest_grace,
+)
 from spec.models import Cluster
 from spec.ups import Ups
 
@@ -32,10 +39,10 @@ UPSSCHED_CMD = "/usr/local/lib/homelab/upssched-cmd"
 STATE_DIR = "/run/homelab-power"
 REQUEST = f"{STATE_DIR}/shutdown"
 TIMER = "power-cut"
-# The UPS cuts its output this long after the shutdown command, and restores it this long after
-# the power is back (usbhid-ups wants ondelay above offdelay).
-OFFDELAY = 20
-ONDELAY = 30
+# The UPS cuts its output this long after the shutdown command (plan/ups.py), and restores it
+# this long after the power is back (usbhid-ups wants ondelay above offdelay).
+OFFDELAY = UPS_OFFDELAY_SECONDS
+ONDELAY = OFFDELAY + 10
 # The drivers that take those delays (each asks for them in `<driver> -L`; checked in the tests):
 # others cut their output with their own fixed timing.
 DELAY_DRIVERS = frozenset({"usbhid-ups", "nutdrv_qx", "blazer_usb", "blazer_ser"})

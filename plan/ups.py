@@ -27,6 +27,9 @@ GUEST_OS_SECONDS = 30  # a guest's OS shutdown after its pods (or its services) 
 NOOUT_SECONDS = 10
 NUT_HOSTSYNC_SECONDS = 15  # upsmon's HOSTSYNC: the primary waits for the secondaries to log out
 NODE_POWEROFF_SECONDS = 90  # pve-guests, Ceph's daemons and the rest of systemd's shutdown
+# The UPS cuts its output this long after the UPS node's shutdown told it to: the secondaries,
+# which the UPS node waits for only until they log out, finish their own shutdown meanwhile.
+UPS_OFFDELAY_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,11 @@ def shutdown_steps(cluster: Cluster) -> list[Step]:
         Step("shut down the k3s servers", tuple(last), guest_grace(ups)),
         Step("ceph osd set noout: no rebalancing while the OSDs are down", ("ceph",), NOOUT_SECONDS),
         Step("power off the secondary nodes (NUT forced shutdown)", secondaries, NUT_HOSTSYNC_SECONDS),
-        Step("power off the UPS node, then the UPS cuts its output", (ups.node,), NODE_POWEROFF_SECONDS),
+        Step(
+            "power off the UPS node, then the UPS cuts its output",
+            (ups.node,),
+            NODE_POWEROFF_SECONDS + UPS_OFFDELAY_SECONDS,
+        ),
     ]
     return [s for s in steps if s.targets]
 

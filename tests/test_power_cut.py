@@ -102,7 +102,7 @@ def test_a_battery_too_small_for_the_shutdown_is_refused() -> None:
     assert policy == "ups-runtime"
     assert message.startswith(
         "the battery lasts about 4.9 min at the modelled 59 W (7 Wh x 85% inverter x 80% aged battery), "
-        "less than the 9.9 min needed: ride-through 120 s and shutdown 5.9 min, with a 25% margin"
+        "less than the 11.1 min needed: ride-through 120 s and shutdown 6.9 min, with a 25% margin"
     )
 
 
@@ -173,7 +173,9 @@ class Cut:
         return out
 
 
-def stubs(ha_disarms: bool = True, power_back_after: str = "", osds_up: int = 3) -> dict[str, str]:
+def stubs(
+    ha_disarms: bool = True, power_back_after: str = "", osds_up: int = 3, unreachable: str = ""
+) -> dict[str, str]:
     """The cluster as stubs: each refuses a step out of order (exit 1 and a `violation` line)."""
     servers, first, ha = " ".join(SERVERS), " ".join(FIRST), " ".join(HA)
     refuse = 'echo "violation: $*" >>"$STATE/violations"; exit 1'
@@ -192,7 +194,7 @@ def stubs(ha_disarms: bool = True, power_back_after: str = "", osds_up: int = 3)
     return {
         "hostname": "echo pve1",
         # The other nodes' qm and pct are these same stubs: run what ssh was given.
-        "ssh": 'eval "${@: -1}"',
+        "ssh": f'[ "${{@: -2:1}}" = "root@{unreachable}" ] && exit 255; eval "${{@: -1}}"',
         "qm": guest,
         "pct": guest,
         "logger": "true",
@@ -208,8 +210,9 @@ def stubs(ha_disarms: bool = True, power_back_after: str = "", osds_up: int = 3)
         ),
         "ceph": (
             'case "$*" in\n'
-            f'"osd set noout") for g in {servers}; do [ -e "$STATE/disarmed" ] && ! [ -e "$STATE/stopped-$g" ] '
-            f'&& {{ {refuse}; }}; done; touch "$STATE/noout" ;;\n'
+            # No noout while a server the script found running (it asked) still runs.
+            f'"osd set noout") for g in {servers}; do [ -e "$STATE/disarmed" ] && [ -e "$STATE/asked-$g" ] && '
+            f'! [ -e "$STATE/stopped-$g" ] && {{ {refuse}; }}; done; touch "$STATE/noout" ;;\n'
             '"osd unset noout") rm -f "$STATE/noout" ;;\n'
             f'"osd stat") echo "3 osds: {osds_up} up (since 2m), 3 in (since 5d); epoch: e120" ;;\n'
             f"*) {refuse} ;;\n"
@@ -272,6 +275,19 @@ def test_the_other_nodes_guests_are_shut_down_there(tmp_path: Path) -> None:
     cut = run_cut(tmp_path, "shutdown")
     targets = {c[-2] for c in cut.run.calls if c[0] == "ssh"}
     assert targets == {"root@10.0.10.12", "root@10.0.10.13"}
+    # Each node's host key as Proxmox keeps it: in pmxcfs, under the node's name.
+    [call, *_] = [c for c in cut.run.calls if c[0] == "ssh" and c[-2] == "root@10.0.10.13"]
+    options = [call[i + 1] for i, arg in enumerate(call) if arg == "-o"]
+    assert {"HostKeyAlias=pve3", f"UserKnownHostsFile={cut.pve}/nodes/pve3/ssh_known_hosts"} <= set(options)
+    assert "GlobalKnownHostsFile=none" in options and "BatchMode=yes" in options
+
+
+def test_a_node_that_cannot_be_asked_is_said_so(tmp_path: Path) -> None:
+    cut = run_cut(tmp_path, "shutdown", unreachable="10.0.10.13")
+    assert cut.run.returncode == 0, cut.run.stderr
+    on_pve3 = [g for g in HOME.guests if program("home").named(g.name).inputs["nodeName"] == "pve3"]
+    for g in on_pve3:
+        assert f"could not ask pve3 about {g.ha_id}: its node's shutdown stops it" in cut.run.stdout
 
 
 def test_power_back_midway_cancels_and_undoes(tmp_path: Path) -> None:
@@ -280,7 +296,11 @@ def test_power_back_midway_cancels_and_undoes(tmp_path: Path) -> None:
     order = cut.order()
     assert not [o for o in order if o.startswith("qm shutdown 20")], order  # no server went down
     assert "upsmon -c fsd" not in order and "ceph osd set noout" not in order
-    assert order[-2:] == ["ha-manager crm-command arm-ha", f"pct start {FIRST[-1].split(':')[1]}"]
+    # Every guest it stopped starts again, HA's too, before HA is armed: the LRMs would not
+    # start them again on their own.
+    starts = [o for o in order if " start " in o]
+    assert sorted(s.split()[-1] for s in starts) == sorted(g.split(":")[1] for g in FIRST)
+    assert order[-len(starts) - 2 :] == ["ceph osd unset noout", *starts, "ha-manager crm-command arm-ha"]
     assert not (cut.pve / "homelab-power-cut").exists()
     assert "power is back: the shutdown is cancelled" in cut.run.stdout
 

@@ -33,8 +33,12 @@ on_node() { # NODE COMMAND... : run it there (root SSH between the nodes is Prox
   if [ "$node" = "$(hostname)" ]; then
     "$@"
   else
+    # A node's host key is kept in pmxcfs under its name, as Proxmox's own SSH calls read it
+    # (pve-cluster src/PVE/SSHInfo.pm ssh_info_to_ssh_opts): not in root's known_hosts.
     # shellcheck disable=SC2029 # quoted here on purpose, for the remote shell
-    ssh -o BatchMode=yes -o ConnectTimeout=10 "root@$(address_of "$node")" "$(printf '%q ' "$@")"
+    ssh -o BatchMode=yes -o ConnectTimeout=10 -o HostKeyAlias="$node" \
+      -o UserKnownHostsFile="$PVE_DIR/nodes/$node/ssh_known_hosts" -o GlobalKnownHostsFile=none \
+      "root@$(address_of "$node")" "$(printf '%q ' "$@")"
   fi
 }
 
@@ -71,15 +75,17 @@ ha_disarmed() {
 # Each running guest of the group gets a shutdown at once; each has GRACE seconds (its pods'
 # grace, then its OS) before Proxmox stops it hard.
 shut_down() { # GUEST...
-  local guest node pids=()
+  local guest node status pids=()
   for guest in "$@"; do
     node=$(guest_node "$guest") || {
       log "no node holds $guest: skipped"
       continue
     }
-    if ! on_node "$node" "$(tool "$guest")" status "${guest#*:}" | grep -q 'status: running'; then
+    if ! status=$(on_node "$node" "$(tool "$guest")" status "${guest#*:}"); then
+      log "could not ask $node about $guest: its node's shutdown stops it"
       continue
     fi
+    [ "$status" = "status: running" ] || continue
     if is_ha "$guest" && ! ha_disarmed; then
       # A shutdown now would go through HA and leave the guest stopped for good
       # (qemu-server vm_shutdown: `ha-manager crm-command stop`): its node's shutdown stops it.
@@ -100,17 +106,19 @@ shut_down() { # GUEST...
 come_back() { # after a cancelled shutdown: undo what this run did, in reverse
   log "power is back: the shutdown is cancelled"
   ceph osd unset noout || log "ceph osd unset noout failed: clear it by hand"
-  if [ -n "$HA_GUESTS" ]; then
-    ha-manager crm-command arm-ha
-  fi
+  # Every guest this run stopped starts again, HA's too, while HA is still disarmed (then they
+  # are not HA-managed, so qm/pct act directly): arming HA alone would not start them, as each
+  # node's LRM still holds the result of its last start (pve-ha-manager src/PVE/HA/LRM.pm).
   local guest node
   if [ -f "$stopped" ]; then
     while read -r guest; do
-      is_ha "$guest" && continue # armed HA starts its guests itself
       node=$(guest_node "$guest") || continue
       log "starting $guest on $node"
-      on_node "$node" "$(tool "$guest")" start "${guest#*:}" || log "starting $guest failed"
+      on_node "$node" "$(tool "$guest")" start "${guest#*:}" </dev/null || log "starting $guest failed"
     done <"$stopped"
+  fi
+  if [ -n "$HA_GUESTS" ]; then
+    ha-manager crm-command arm-ha || log "arming HA failed: run ha-manager crm-command arm-ha"
   fi
   rm -f "$marker" "$stopped"
   exit 0
@@ -154,7 +162,7 @@ shutdown)
   if [ -n "$HA_GUESTS" ]; then
     # No recovery and no fencing while nodes go down (pve-ha-manager 5.1.3+, disarm-ha): HA
     # forgets nothing, it only stops acting; `return` arms it again.
-    ha-manager crm-command disarm-ha ignore
+    ha-manager crm-command disarm-ha ignore || log "disarming HA failed: its guests are left to their nodes"
     wait_for "$HA_DISARM_SECONDS" "HA to disarm" ha_disarmed || true
   fi
   check_power
@@ -165,7 +173,7 @@ shutdown)
   shut_down $LAST
   check_power
   # Only noout: pause or nodown would keep the cluster from coming back by itself.
-  ceph osd set noout
+  ceph osd set noout || log "ceph osd set noout failed: Ceph may rebalance while the nodes are off"
   check_power
   log "forced shutdown: the secondary nodes, then this one, then the UPS's output"
   upsmon -c fsd
@@ -176,15 +184,17 @@ return)
   [ -e "$marker" ] || exit 0
   log "back from a power cut (shut down at $(cat "$marker")): waiting for every OSD"
   if wait_for "$OSD_WAIT_SECONDS" "every OSD to be up" all_osds_up; then
-    ceph osd unset noout
+    ceph osd unset noout || log "ceph osd unset noout failed: clear it by hand"
   else
     log "an OSD is still down: noout stays set until it is back or replaced (ceph osd unset noout)"
   fi
-  if [ -n "$HA_GUESTS" ]; then
-    ha-manager crm-command arm-ha
+  if [ -n "$HA_GUESTS" ] && ! ha-manager crm-command arm-ha; then
+    log "arming HA failed: run ha-manager crm-command arm-ha (this boot's note stays)"
+    exit 1
   fi
   rm -f "$marker"
-  log "HA armed: it starts its guests; the others start on boot"
+  # The guests start on boot (pve-guests, while HA was disarmed), or HA starts them once armed.
+  log "HA armed: every guest runs again"
   ;;
 *)
   echo "usage: homelab-power-cut shutdown|return" >&2
