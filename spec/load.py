@@ -13,6 +13,7 @@ from spec.backups import PBS_SECRETS, RESTIC_PASSWORD, S3_SECRETS
 from spec.base import SpecError
 from spec.models import Cluster
 from spec.secrets import ACCESS_SECRETS, full_key
+from spec.monitoring import WATCHDOG_URL
 from spec.ups import UPS_PASSWORD
 
 # The one structured config value that describes the whole cluster.
@@ -71,7 +72,8 @@ def secret_keys(cluster: Cluster) -> list[str]:
         if cluster.backups.s3 is not None and any(w.volumes for w in cluster.workloads):
             backups = (*backups, RESTIC_PASSWORD)
     ups = (UPS_PASSWORD,) if cluster.ups is not None else ()
-    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *ups, *sorted(apps))]
+    monitoring = (*cluster.monitoring.receiver.secrets(), WATCHDOG_URL) if cluster.monitoring is not None else ()
+    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *ups, *monitoring, *sorted(apps))]
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from spec.guests import Disk, Guest
 from spec.kubernetes import K3s, Workload
 from spec.nodes import Node
 from spec.settings import Access, Image, Networks, Power, Proxmox, QuorumDevice
+from spec.monitoring import Monitoring
 from spec.ups import Ups
 
 
@@ -41,6 +42,7 @@ class Cluster(Model):
     workloads: list[Workload] = Field(default_factory=list)
     backups: Backups | None = None
     ups: Ups | None = None
+    monitoring: Monitoring | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Cluster:

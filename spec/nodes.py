@@ -23,6 +23,14 @@ class Hardware(Model):
     idle_watts: Watts
     max_watts: Watts
     nics: list[Nic] = Field(min_length=1)
+    # What the node draws besides its CPU package (board, RAM, disks, NICs, fan, the power
+    # supply's loss): added to the package's RAPL reading to make its measured draw. None: 60 %
+    # of idle_watts, a mini PC's usual share until calibrated (README, "Calibrating the model").
+    platform_watts: Watts | None = None
+
+    @property
+    def baseline_watts(self) -> float:
+        return self.platform_watts if self.platform_watts is not None else round(0.6 * self.idle_watts, 2)
 
     @model_validator(mode="after")
     def _watts(self) -> Hardware:

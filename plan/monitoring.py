@@ -1,0 +1,264 @@
+"""What the metrics stack scrapes, the alerts it raises and the watts it compares, from the spec.
+
+Pure data in Prometheus' own formats (scrape config, rule groups, Alertmanager's config), so the
+real `promtool` and `amtool` check exactly what the cluster runs (tests/test_monitoring.py).
+VictoriaMetrics reads the same scrape config and vmalert the same rule groups.
+
+Measured against modelled watts, per node: measured is the CPU package's energy counter
+(node_exporter's RAPL collector, joules over time) plus the node's platform baseline from the
+spec; modelled is what plan/power.py predicts for the node with its planned guests. Both are
+series, so a dashboard and an alert can put them side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from plan.power import BACKUP_HOST, ClusterDraw
+from spec.models import Cluster
+
+NODE_EXPORTER_PORT = 9100
+CEPH_MGR_PORT = 9283
+ETCD_METRICS_PORT = 2381  # k3s `etcd-expose-metrics`: plain HTTP on the server's address
+API_PORT = 6443
+# Blackbox exporter's modules (its config: components/monitoring.py).
+TCP_MODULE = "tcp_connect"
+TLS_MODULE = "tls_connect"
+
+MEASURED = "homelab:node_power_watts:measured"
+MODELLED = "homelab:node_power_watts:modelled"
+BUDGET = "homelab:cluster_power_budget_watts"
+Rule = dict[str, Any]
+
+
+def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -> dict[str, Any]:
+    """Prometheus' scrape config: the Proxmox hosts (node_exporter, Ceph's mgr), the k3s
+    servers' etcd, and the blackbox probes of every address an owner reaches."""
+    nodes = [{"targets": [f"{n.address}:{NODE_EXPORTER_PORT}"], "labels": {"node": n.name}} for n in cluster.nodes]
+    # Every node may run the active mgr; the standbys answer with an empty page.
+    mgrs = [{"targets": [f"{n.address}:{CEPH_MGR_PORT}"], "labels": {"node": n.name}} for n in cluster.nodes]
+    jobs: list[dict[str, Any]] = [
+        {"job_name": "node", "static_configs": nodes},
+        {"job_name": "ceph", "honor_labels": True, "static_configs": mgrs},
+    ]
+    if cluster.k3s is not None:
+        servers = [
+            {"targets": [f"{cluster.guest(s).address}:{ETCD_METRICS_PORT}"], "labels": {"server": s}}
+            for s in cluster.k3s.servers
+        ]
+        jobs.append({"job_name": "etcd", "static_configs": servers})
+    for module, targets in probe_targets(cluster).items():
+        jobs.append(
+            {
+                "job_name": f"probe-{module}",
+                "metrics_path": "/probe",
+                "params": {"module": [module]},
+                "static_configs": [{"targets": targets}],
+                # The target becomes a parameter, the exporter the address (blackbox's README).
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                    {"target_label": "__address__", "replacement": blackbox},
+                ],
+            }
+        )
+    return {"global": {"scrape_interval": f"{interval_seconds}s"}, "scrape_configs": jobs}
+
+
+def probe_targets(cluster: Cluster) -> dict[str, list[str]]:
+    """What the blackbox exporter probes: every exposed workload address and port (TCP), and the
+    TLS endpoints whose certificates expire (the k3s API behind its VIP, each Proxmox API)."""
+    tcp = [
+        f"{w.load_balancer_ip}:{p.port}"
+        for w in cluster.workloads
+        if w.load_balancer_ip is not None
+        for p in w.on_the_lan
+        if p.protocol == "TCP"
+    ]
+    tls = [f"{n.address}:8006" for n in cluster.nodes]
+    if cluster.k3s is not None:
+        tls.insert(0, f"{cluster.k3s.api_vip}:{API_PORT}")
+    return {TCP_MODULE: sorted(set(tcp)), TLS_MODULE: tls}
+
+
+def power_rules(cluster: Cluster, draw: ClusterDraw) -> list[Rule]:
+    """Each node's measured and modelled draw, and the budget, as series."""
+    modelled = {d.node: d.watts for d in draw.nodes if d.node != BACKUP_HOST}
+    rules: list[Rule] = []
+    for node in cluster.nodes:
+        baseline = node.hardware.baseline_watts
+        rules.append(
+            {
+                "record": MEASURED,
+                # All RAPL package domains of the node (a board may have more than one), as watts.
+                "expr": f'sum(rate(node_rapl_package_joules_total{{job="node",node="{node.name}"}}[5m])) '
+                f"+ {baseline:g}",
+                "labels": {"node": node.name},
+            }
+        )
+        rules.append({"record": MODELLED, "expr": f"vector({modelled[node.name]:.2f})", "labels": {"node": node.name}})
+    host = cluster.backups.pbs.host if cluster.backups is not None else None
+    if host is not None:
+        # The backup host has no exporter of its own here: it counts at its idle draw.
+        rules.append({"record": MEASURED, "expr": f"vector({host.idle_watts:g})", "labels": {"node": "backup-host"}})
+    rules.append({"record": BUDGET, "expr": f"vector({cluster.power.budget_watts:g})"})
+    return rules
+
+
+def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
+    """The alerts that reach the owner, each with what to do in its description."""
+
+    def alert(name: str, expr: str, minutes: int, severity: str, summary: str) -> Rule:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": f"{minutes}m",
+            "labels": {"severity": severity},
+            "annotations": {"summary": summary},
+        }
+
+    rules = [
+        # Always firing: Alertmanager sends it to the dead-man's switch, which tells the owner
+        # when it stops (the metrics stack, its node or the network is down).
+        {
+            "alert": "Watchdog",
+            "expr": "vector(1)",
+            "labels": {"severity": "none"},
+            "annotations": {"summary": "the alerting pipeline works"},
+        },
+        alert("NodeDown", 'up{job="node"} == 0', 2, "critical", "Proxmox node {{ $labels.node }} does not answer"),
+        alert(
+            "CephNotHealthy",
+            "max(ceph_health_status) > 0",
+            5,
+            "warning",
+            "Ceph is not HEALTH_OK: ceph health detail says why",
+        ),
+        alert("CephOsdDown", "ceph_osd_up == 0", 5, "critical", "Ceph OSD {{ $labels.ceph_daemon }} is down"),
+        alert(
+            "CephOsdNearFull",
+            'ceph_health_detail{name=~"OSD_NEARFULL|OSD_BACKFILLFULL|OSD_FULL"} > 0',
+            5,
+            "warning",
+            "a Ceph OSD is nearly full: delete data or add a disk before writes stop",
+        ),
+        alert(
+            "MeasuredPowerOverBudget",
+            f"sum({MEASURED}) > scalar({BUDGET})",
+            power_minutes,
+            "warning",
+            "the cluster draws {{ $value | humanize }} W, over power.budget_watts",
+        ),
+        alert(
+            "AddressUnreachable",
+            f'probe_success{{job="probe-{TCP_MODULE}"}} == 0',
+            3,
+            "critical",
+            "{{ $labels.instance }} does not answer: kube-vip or the workload behind it is down",
+        ),
+        alert(
+            "CertificateExpiresSoon",
+            f'probe_ssl_earliest_cert_expiry{{job="probe-{TLS_MODULE}"}} - time() < 21 * 86400',
+            60,
+            "warning",
+            "the certificate of {{ $labels.instance }} expires in less than 3 weeks",
+        ),
+    ]
+    if cluster.k3s is not None:
+        rules += [
+            alert(
+                "EtcdSlowFsync",
+                "histogram_quantile(0.99, sum by (server, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket[5m])))"
+                " > 0.5",
+                10,
+                "warning",
+                "etcd on {{ $labels.server }} waits over 0.5 s for its disk (p99): Ceph is slow or busy",
+            ),
+            alert(
+                "EtcdLeaderChanges",
+                "sum(increase(etcd_server_leader_changes_seen_total[1h])) > 3",
+                0,
+                "warning",
+                "etcd changed leader more than 3 times in an hour: a server is flapping",
+            ),
+        ]
+    if cluster.ups is not None:
+        rules.append(
+            alert(
+                "UpsOnBattery",
+                "homelab_ups_on_battery == 1",
+                0,
+                "critical",
+                "the UPS runs on battery: the cluster shuts down in order if the power stays off",
+            )
+        )
+    if cluster.backups is not None and cluster.backups.s3 is not None:
+        rules.append(
+            alert(
+                "VolumeBackupLate",
+                "volsync_volume_out_of_sync == 1",
+                60,
+                "warning",
+                "the copy of volume {{ $labels.obj_name }} in {{ $labels.obj_namespace }} is late or failed",
+            )
+        )
+    return rules
+
+
+def rule_groups(cluster: Cluster, draw: ClusterDraw, power_minutes: int) -> dict[str, Any]:
+    """The rule file vmalert loads (Prometheus' format)."""
+    return {
+        "groups": [
+            {"name": "homelab-power", "interval": "1m", "rules": power_rules(cluster, draw)},
+            {"name": "homelab-alerts", "rules": alert_rules(cluster, power_minutes)},
+        ]
+    }
+
+
+def alertmanager_config(cluster: Cluster, secrets: Mapping[str, str], watchdog_url: str) -> dict[str, Any]:
+    """Alertmanager's config: the Watchdog to the dead-man's switch every 5 minutes, everything
+    else to the owner's receiver, grouped by alert."""
+    assert cluster.monitoring is not None
+    r = cluster.monitoring.receiver
+    owner: dict[str, Any] = {"name": "owner"}
+    if r.kind == "webhook":
+        owner["webhook_configs"] = [{"url": secrets["alertWebhookUrl"], "send_resolved": True}]
+    elif r.kind == "pushover":
+        owner["pushover_configs"] = [
+            {"user_key": secrets["pushoverUserKey"], "token": secrets["pushoverToken"], "send_resolved": True}
+        ]
+    else:
+        owner["email_configs"] = [
+            {
+                "to": r.to,
+                "from": r.sender,
+                "smarthost": r.smarthost,
+                "auth_username": r.username,
+                "auth_password": secrets["smtpPassword"],
+                "require_tls": True,
+                "send_resolved": True,
+            }
+        ]
+    return {
+        "route": {
+            "receiver": "owner",
+            "group_by": ["alertname"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": [
+                {
+                    "receiver": "watchdog",
+                    "matchers": ['alertname="Watchdog"'],
+                    "group_wait": "0s",
+                    "group_interval": "1m",
+                    "repeat_interval": "5m",
+                }
+            ],
+        },
+        "receivers": [
+            owner,
+            {"name": "watchdog", "webhook_configs": [{"url": watchdog_url, "send_resolved": False}]},
+        ],
+    }
