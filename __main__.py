@@ -12,6 +12,7 @@ from components.firewall import GuestFilters, ProxmoxFirewall
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
 from components.k3s import K3sCluster
+from components.monitoring import MetricsStack
 from components.network import NodeNetwork, StorageMesh, StorageReachable
 from components.platform import Platform
 from components.power import NodePowerTuning
@@ -21,6 +22,7 @@ from components.ups import UpsShutdown
 from components.volume_backups import VolumeBackups
 from components.workloads import Workloads
 from plan.placement import plan_guests
+from plan.power import cluster_draw
 
 # The spec: every figure of the cluster, validated before anything is declared.
 cluster = load_cluster()
@@ -90,6 +92,10 @@ if cluster.k3s is not None:
             workloads.statefulsets,
             opts=pulumi.ResourceOptions(depends_on=[platform]),
         )
+    # Metrics, alerts to the owner, and each node's measured watts beside the modelled ones.
+    if cluster.monitoring is not None:
+        running = {g: n for g, n in plan.where.items() if g not in plan.parked}
+        MetricsStack(cluster, cluster_draw(cluster, running), k3s.provider, after=[platform])
     pulumi.export("kubeconfig", k3s.kubeconfig)
     # A secret output: restoring an etcd snapshot on rebuilt servers needs the token that took it.
     pulumi.export("k3sServerToken", k3s.token)

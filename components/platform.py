@@ -28,7 +28,6 @@ STORAGE_CLASS = "ceph-rbd"
 # kube-vip-cloud-provider has no spec field: it only allocates addresses, so its version is
 # pinned here next to the manifest it matches.
 KUBE_VIP_CLOUD_PROVIDER = "ghcr.io/kube-vip/kube-vip-cloud-provider:v0.0.12@sha256:f8f4e3401f7637dd55faefb35571e731a477f65d5c3f062aef73dfd31a8da596"  # noqa: E501
-KUBE_VIP_LB_ANNOTATION = "kube-vip.io/loadbalancerIPs"
 # The address pool's ConfigMap, in kube-system: the name the cloud provider looks for.
 KUBE_VIP_CONFIG_MAP = "kubevip"
 Meta = k8s.meta.v1.ObjectMetaArgs

@@ -21,12 +21,12 @@ import pulumi_kubernetes as k8s
 from components.claims import claim_templates, grown_claims
 from components.k3s import PROXMOX_NODE_LABEL, K3sCluster
 from components.network_policies import allow_ingress, closed_networks, isolate_namespace
-from components.platform import KUBE_VIP_LB_ANNOTATION, Platform
+from components.platform import Platform
 from components.seeds import seed_pod_parts, seed_secret
 from components.stack import secret_config, waits_for
 from components.volume_backups import PRIVILEGED_MOVERS
 from plan.backups import mover_namespaces
-from policies.tokens import HA_LABEL
+from policies.tokens import HA_LABEL, KUBE_VIP_LB_ANNOTATION
 from spec.kubernetes import Port, Workload
 from spec.models import Cluster
 

@@ -26,6 +26,11 @@ API_PORT = 6443
 TCP_MODULE = "tcp_connect"
 TLS_MODULE = "tls_connect"
 
+# The releases of the metrics stack (components/monitoring.py), named so that their Services are.
+VMSINGLE = "vmsingle"
+VMALERT = "vmalert"
+ALERTMANAGER = "alertmanager"
+BLACKBOX = "blackbox"
 MEASURED = "homelab:node_power_watts:measured"
 MODELLED = "homelab:node_power_watts:modelled"
 BUDGET = "homelab:cluster_power_budget_watts"
@@ -66,13 +71,18 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
     return {"global": {"scrape_interval": f"{interval_seconds}s"}, "scrape_configs": jobs}
 
 
+def probe_target(name: str, namespace: str, address: object | None, port: int) -> str:
+    """A workload's exposed TCP port as probed: its fixed LoadBalancer address, or (an address
+    kube-vip takes from the pool, unknown until it does) its Service's name in the cluster."""
+    return f"{address}:{port}" if address else f"{name}.{namespace}.svc:{port}"
+
+
 def probe_targets(cluster: Cluster) -> dict[str, list[str]]:
-    """What the blackbox exporter probes: every exposed workload address and port (TCP), and the
-    TLS endpoints whose certificates expire (the k3s API behind its VIP, each Proxmox API)."""
+    """What the blackbox exporter probes: every exposed workload port (TCP), and the TLS
+    endpoints whose certificates expire (the k3s API behind its VIP, each Proxmox API)."""
     tcp = [
-        f"{w.load_balancer_ip}:{p.port}"
+        probe_target(w.name, w.namespace, w.load_balancer_ip, p.port)
         for w in cluster.workloads
-        if w.load_balancer_ip is not None
         for p in w.on_the_lan
         if p.protocol == "TCP"
     ]

@@ -52,6 +52,7 @@ from policies.guest_checks import (  # noqa: E402
     check_ha_shared_storage,
 )
 from policies.link_checks import check_protect_stateful, check_redundant_links  # noqa: E402
+from policies.monitoring_checks import check_monitoring_coverage  # noqa: E402
 from policies.network_checks import NIC_TYPES, check_guest_nic_vlans  # noqa: E402
 from policies.plan_checks import (  # noqa: E402
     Finding,
@@ -146,6 +147,12 @@ POLICIES: list[Policy] = [
         description="With a UPS: its rated watts cover the modelled peak of what it powers, and its battery lasts "
         "through the ride-through time and the orderly shutdown, with a margin.",
         validate=_on_stack(_on_plan(check_ups_runtime)),
+    ),
+    StackValidationPolicy(
+        name="monitoring-coverage",
+        description="With monitoring in the spec: every TCP port a LoadBalancer puts on the LAN is probed, and a "
+        "Watchdog alert feeds the dead-man's switch.",
+        validate=_on_stack(check_monitoring_coverage),
     ),
     ResourceValidationPolicy(
         name="guests-as-planned",

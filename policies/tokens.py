@@ -52,3 +52,6 @@ CEPH_COMPONENT = "homelab:storage:CephStorage"
 # in its metadata.labels (the workloads layer sets it from the spec); replica-counts and
 # disruption-budgets judge the objects that carry it.
 HA_LABEL = "homelab/ha"
+
+# The annotation that gives a LoadBalancer Service its fixed address (kube-vip's own).
+KUBE_VIP_LB_ANNOTATION = "kube-vip.io/loadbalancerIPs"

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from spec.backups import PBS_SECRETS, RESTIC_PASSWORD, S3_SECRETS
 from spec.base import SpecError
 from spec.models import Cluster
-from spec.secrets import ACCESS_SECRETS, full_key
 from spec.monitoring import WATCHDOG_URL
+from spec.secrets import ACCESS_SECRETS, full_key
 from spec.ups import UPS_PASSWORD
 
 # The one structured config value that describes the whole cluster.

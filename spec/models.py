@@ -19,9 +19,9 @@ from spec.ceph import Ceph, Pool, placement_groups
 from spec.checks import problems
 from spec.guests import Disk, Guest
 from spec.kubernetes import K3s, Workload
+from spec.monitoring import Monitoring
 from spec.nodes import Node
 from spec.settings import Access, Image, Networks, Power, Proxmox, QuorumDevice
-from spec.monitoring import Monitoring
 from spec.ups import Ups
 
 

@@ -7,27 +7,38 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
+from components.monitoring import ALERTMANAGER_FILE, ALERTMANAGER_SECRET, ALERTMANAGER_VERSION
+from offline.engine import Shape
+from offline.harness import Resource, config_for
+from offline.policy_run import Violation, run_policies
 from offline.reports import Reports
 from plan.monitoring import (
+    ALERTMANAGER,
     BUDGET,
     MEASURED,
     MODELLED,
     TCP_MODULE,
+    VMALERT,
+    VMSINGLE,
     alertmanager_config,
     probe_targets,
     rule_groups,
     scrape_config,
 )
+from policies import tokens
 from spec import parse_cluster
-from tests.support import STACKS, patched, stack_cluster, stack_data
+from tests.policy_support import edit, full_stack
+from tests.support import STACKS, patched, program, stack_cluster, stack_data
 
 HOME = stack_cluster("home")
 DRAW = Reports.of(HOME).draw
@@ -177,13 +188,99 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_every_exposed_address_is_probed() -> None:
+def test_every_exposed_port_is_probed_at_its_address_or_its_service() -> None:
     targets = probe_targets(HOME)[TCP_MODULE]
-    exposed = {
-        f"{w.load_balancer_ip}:{p.port}"
-        for w in HOME.workloads
-        if w.load_balancer_ip is not None
-        for p in w.on_the_lan
-        if p.protocol == "TCP"
-    }
-    assert exposed and set(targets) == exposed
+    exposed = [(w, p.port) for w in HOME.workloads for p in w.on_the_lan if p.protocol == "TCP"]
+    fixed = {f"{w.load_balancer_ip}:{port}" for w, port in exposed if w.load_balancer_ip is not None}
+    pooled = {f"{w.name}.{w.namespace}.svc:{port}" for w, port in exposed if w.load_balancer_ip is None}
+    assert fixed and pooled and set(targets) == fixed | pooled
+
+
+# --- what the program deploys -------------------------------------------------------------
+
+
+def release_values(name: str) -> dict[str, Any]:
+    [release] = [r for r in program("home").of_type(tokens.HELM_RELEASE) if r.name == name]
+    values: dict[str, Any] = release.inputs["values"]
+    return values
+
+
+def test_the_deployed_configs_are_the_checked_ones(tmp_path: Path) -> None:
+    scrape = release_values(VMSINGLE)["server"]["scrape"]["config"]
+    rules = write(tmp_path / "rules.yml", release_values(VMALERT)["server"]["config"]["alerts"])
+    config = write(tmp_path / "prometheus.yml", scrape | {"rule_files": [str(rules)]})
+    out = run(tool("promtool"), "check", "config", str(config), cwd=tmp_path)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+    secret = program("home").named(ALERTMANAGER_SECRET)
+    assert "stringData" in secret.secret_paths
+    am = tmp_path / "alertmanager.yml"
+    # The offline stand-ins for the two URLs (homelab:alertWebhookUrl, homelab:watchdogUrl), made
+    # URLs as the owner's secrets are.
+    text = secret.inputs["stringData"][ALERTMANAGER_FILE]
+    for key in ("alertWebhookUrl", "watchdogUrl"):
+        stand = config_for("home")[f"homelab:{key}"]
+        assert stand in text
+        text = text.replace(stand, f"https://example.org/{key}")
+    am.write_text(text)
+    out = run(tool("amtool"), "check-config", str(am), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # Alertmanager reads that Secret, not the chart's own config.
+    values = release_values(ALERTMANAGER)
+    assert values["config"] == {"enabled": False}
+    assert values["extraArgs"]["config.file"].startswith(values["extraSecretMounts"][0]["mountPath"] + "/")
+
+
+def merged(base: Any, over: Any) -> Any:
+    """Helm's merge of values over the chart's defaults: maps merge, anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {k: merged(base.get(k), v) if k in base else v for k, v in over.items()} | {
+            k: v for k, v in base.items() if k not in over
+        }
+    return over
+
+
+def test_alertmanagers_values_pass_the_charts_schema() -> None:
+    folder = Path(__file__).parent / "chart_schemas"
+    schema = json.loads((folder / f"alertmanager-{ALERTMANAGER_VERSION}.values.schema.json").read_text())
+    defaults = yaml.safe_load((folder / f"alertmanager-{ALERTMANAGER_VERSION}.values.yaml").read_text())
+    values = merged(defaults, release_values(ALERTMANAGER))
+    jsonschema.validate(values, schema)
+    # The schema is not empty-handed: a value of the wrong shape is refused.
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(merged(values, {"extraSecretMounts": "not a list"}), schema)
+
+
+# --- monitoring-coverage ------------------------------------------------------------------
+
+
+def coverage(resources: list[Resource]) -> list[Violation]:
+    return [v for v in run_policies(resources, config_for("home")) if v.policy == "monitoring-coverage"]
+
+
+def test_the_shipped_stack_probes_every_exposed_port_and_has_its_watchdog() -> None:
+    assert coverage(full_stack("home", Shape.UPDATE)) == []
+    # A first preview cannot read the k3s objects yet, and says so.
+    [waiting] = coverage(full_stack("home"))
+    assert waiting.not_known_yet
+
+
+def test_an_exposed_port_without_a_probe_is_refused() -> None:
+    stack = full_stack("home", Shape.UPDATE)
+    scrape = release_values(VMSINGLE)["server"]["scrape"]["config"]
+    jobs = [j for j in scrape["scrape_configs"] if j["job_name"] != f"probe-{TCP_MODULE}"]
+    edited = edit(stack, VMSINGLE, {"values.server.scrape.config.scrape_configs": jobs}, typ=tokens.HELM_RELEASE)
+    found = coverage(edited)
+    assert found and all(v.policy == "monitoring-coverage" and not v.not_known_yet for v in found)
+    messages = [v.message for v in found]
+    lb = next(t for t in probe_targets(HOME)[TCP_MODULE] if t.startswith("10."))
+    assert any(f"on the LAN and nothing probes {lb}: the owner would not hear" in m for m in messages), messages
+    assert any("apps/whoami puts TCP 80 on the LAN and nothing probes whoami.apps.svc:80" in m for m in messages)
+
+
+def test_no_watchdog_is_refused() -> None:
+    stack = full_stack("home", Shape.UPDATE)
+    groups = release_values(VMALERT)["server"]["config"]["alerts"]["groups"]
+    quiet = [{**g, "rules": [r for r in g["rules"] if r.get("alert") != "Watchdog"]} for g in groups]
+    edited = edit(stack, VMALERT, {"values.server.config.alerts.groups": quiet}, typ=tokens.HELM_RELEASE)
+    [v] = coverage(edited)
+    assert v.message.startswith("vmalert has no Watchdog alert (expr vector(1))")

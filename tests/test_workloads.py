@@ -14,12 +14,11 @@ from components.platform import (
     CSI_CHART,
     CSI_DRIVER,
     CSI_REPOSITORY,
-    KUBE_VIP_LB_ANNOTATION,
     STORAGE_CLASS,
 )
 from offline.harness import UNKNOWN, ProgramRun, Resource
 from policies import tokens
-from policies.tokens import HA_LABEL
+from policies.tokens import HA_LABEL, KUBE_VIP_LB_ANNOTATION
 from spec.kubernetes import K3s, Workload
 from spec.models import Cluster
 from tests.support import (

@@ -1,0 +1,202 @@
+"""The metrics stack on k3s: VictoriaMetrics, vmalert, Alertmanager and a blackbox exporter.
+
+VictoriaMetrics (single node) over kube-prometheus-stack, on memory and CPU: one vmsingle
+process scrapes and stores (no operator, no Prometheus server, no sidecars), and holds the same
+series in a fraction of Prometheus' memory, which on 8 GiB agents is the difference that
+counts. It reads Prometheus' scrape config and vmalert Prometheus' rule files, so both are
+checked with `promtool` (plan/monitoring.py, tests/test_monitoring.py). Alertmanager is the
+Prometheus project's own, its config (which holds the receiver's secrets) in a Secret.
+
+What is scraped, alerted on and compared (watts) is plan/monitoring.py; this is where it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.platform import STORAGE_CLASS
+from components.stack import secret_config
+from plan.monitoring import (
+    ALERTMANAGER,
+    BLACKBOX,
+    TCP_MODULE,
+    TLS_MODULE,
+    VMALERT,
+    VMSINGLE,
+    alertmanager_config,
+    rule_groups,
+    scrape_config,
+)
+from plan.power import ClusterDraw
+from spec.models import Cluster
+from spec.monitoring import WATCHDOG_URL
+
+NAMESPACE = "observability"
+VM_REPOSITORY = "https://victoriametrics.github.io/helm-charts/"
+# renovate: datasource=helm depName=victoria-metrics-single registryUrl=https://victoriametrics.github.io/helm-charts/
+VMSINGLE_VERSION = "0.45.0"
+# renovate: datasource=helm depName=victoria-metrics-alert registryUrl=https://victoriametrics.github.io/helm-charts/
+VMALERT_VERSION = "0.47.0"
+COMMUNITY_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+# renovate: datasource=helm depName=alertmanager registryUrl=https://prometheus-community.github.io/helm-charts
+ALERTMANAGER_VERSION = "1.42.0"
+# renovate: datasource=helm depName=prometheus-blackbox-exporter registryUrl=https://prometheus-community.github.io/helm-charts
+BLACKBOX_VERSION = "11.17.2"
+ALERTMANAGER_SECRET = "alertmanager-config"
+ALERTMANAGER_FILE = "alertmanager.yml"
+SECRET_MOUNT = "/etc/alertmanager-secret"
+
+
+def resources(cpu_millicores: int, memory_mib: int) -> dict[str, dict[str, str]]:
+    """Requests the scheduler counts, and a memory limit at twice them (a leak stops there)."""
+    return {
+        "requests": {"cpu": f"{cpu_millicores}m", "memory": f"{memory_mib}Mi"},
+        "limits": {"memory": f"{memory_mib * 2}Mi"},
+    }
+
+
+def vmsingle_values(cluster: Cluster) -> dict[str, Any]:
+    assert cluster.monitoring is not None
+    return {
+        "server": {
+            "fullnameOverride": VMSINGLE,
+            "retentionPeriod": f"{cluster.monitoring.retention_days}d",
+            "persistentVolume": {"enabled": True, "size": "10Gi", "storageClassName": STORAGE_CLASS},
+            "resources": resources(100, 256),
+            "scrape": {"enabled": True, "config": scrape_config(cluster, f"{BLACKBOX}:9115")},
+        }
+    }
+
+
+def vmalert_values(cluster: Cluster, draw: ClusterDraw) -> dict[str, Any]:
+    assert cluster.monitoring is not None
+    store = f"http://{VMSINGLE}:8428"
+    return {
+        "server": {
+            "fullnameOverride": VMALERT,
+            "datasource": {"url": store},
+            # Recording rules (the measured and modelled watts) are written back to the store.
+            "remoteWrite": {"url": store},
+            "remoteRead": {"url": store},
+            "notifier": {"url": f"http://{ALERTMANAGER}:9093"},
+            "resources": resources(50, 64),
+            "config": {"alerts": rule_groups(cluster, draw, cluster.monitoring.power_alert_minutes)},
+        },
+        "alertmanager": {"enabled": False},
+    }
+
+
+def alertmanager_values() -> dict[str, Any]:
+    """The chart's own config off; the one in the Secret instead (the chart's `extraArgs`
+    `config.file` and `extraSecretMounts`, prometheus-community charts/alertmanager)."""
+    return {
+        "fullnameOverride": ALERTMANAGER,
+        "config": {"enabled": False},
+        "extraArgs": {"config.file": f"{SECRET_MOUNT}/{ALERTMANAGER_FILE}"},
+        "extraSecretMounts": [
+            {
+                "name": ALERTMANAGER_SECRET,
+                "mountPath": SECRET_MOUNT,
+                "secretName": ALERTMANAGER_SECRET,
+                "readOnly": True,
+            }
+        ],
+        "persistence": {"enabled": True, "size": "1Gi", "storageClass": STORAGE_CLASS},
+        "resources": resources(20, 64),
+    }
+
+
+def blackbox_values() -> dict[str, Any]:
+    return {
+        "fullnameOverride": BLACKBOX,
+        "config": {
+            "modules": {
+                TCP_MODULE: {"prober": "tcp", "timeout": "5s"},
+                # The certificate's expiry is what is read; Proxmox's own CA is not in the trust store.
+                TLS_MODULE: {
+                    "prober": "tcp",
+                    "timeout": "5s",
+                    "tcp": {"tls": True, "tls_config": {"insecure_skip_verify": True}},
+                },
+            }
+        },
+        "resources": resources(10, 32),
+    }
+
+
+class MetricsStack(pulumi.ComponentResource):
+    """The four releases in their namespace, and Alertmanager's config as a Secret."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        draw: ClusterDraw,
+        provider: pulumi.ProviderResource,
+        after: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:monitoring:MetricsStack", f"{cluster.name}-metrics", None, opts)
+        assert cluster.monitoring is not None
+
+        def k8s_opts(*also: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[*after, *also])
+
+        namespace = k8s.core.v1.Namespace(
+            NAMESPACE,
+            k8s.core.v1.NamespaceInitArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "baseline"}
+                )
+            ),
+            opts=k8s_opts(),
+        )
+        keys = [*cluster.monitoring.receiver.secrets(), WATCHDOG_URL]
+        values = [secret_config(key) for key in keys]
+
+        def render(found: list[str]) -> str:
+            secrets = dict(zip(keys, found, strict=True))
+            return yaml.safe_dump(alertmanager_config(cluster, secrets, secrets[WATCHDOG_URL]), sort_keys=False)
+
+        # Made of secrets, so a secret itself (the engine keeps it encrypted in the state).
+        config: pulumi.Output[str] = pulumi.Output.all(*values).apply(render)
+        secret = k8s.core.v1.Secret(
+            ALERTMANAGER_SECRET,
+            k8s.core.v1.SecretInitArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=ALERTMANAGER_SECRET, namespace=NAMESPACE),
+                string_data={ALERTMANAGER_FILE: config},
+            ),
+            opts=k8s_opts(namespace),
+        )
+
+        def release(
+            name: str, chart: str, version: str, repo: str, chart_values: dict[str, Any], *also: pulumi.Resource
+        ) -> k8s.helm.v3.Release:
+            return k8s.helm.v3.Release(
+                name,
+                k8s.helm.v3.ReleaseArgs(
+                    name=name,
+                    chart=chart,
+                    version=version,
+                    repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
+                    namespace=NAMESPACE,
+                    values=chart_values,
+                ),
+                opts=k8s_opts(namespace, *also),
+            )
+
+        self.releases = [
+            release(
+                BLACKBOX, "prometheus-blackbox-exporter", BLACKBOX_VERSION, COMMUNITY_REPOSITORY, blackbox_values()
+            ),
+            release(VMSINGLE, "victoria-metrics-single", VMSINGLE_VERSION, VM_REPOSITORY, vmsingle_values(cluster)),
+            release(
+                ALERTMANAGER, "alertmanager", ALERTMANAGER_VERSION, COMMUNITY_REPOSITORY, alertmanager_values(), secret
+            ),
+            release(VMALERT, "victoria-metrics-alert", VMALERT_VERSION, VM_REPOSITORY, vmalert_values(cluster, draw)),
+        ]
+        self.register_outputs({"namespace": NAMESPACE, "releases": [VMSINGLE, VMALERT, ALERTMANAGER, BLACKBOX]})
