@@ -83,19 +83,22 @@ if cluster.k3s is not None:
     platform = Platform(cluster, storage, k3s)
     workloads = Workloads(cluster, k3s, platform)
     # Off the cluster, to the S3 store: the etcd snapshots, and a restic copy of every volume.
+    volume_backups: list[pulumi.Resource] = []
     if cluster.backups is not None and cluster.backups.s3 is not None:
         EtcdSnapshotsOffCluster(cluster, k3s.provider, opts=pulumi.ResourceOptions(depends_on=[*k3s.installs.values()]))
-        VolumeBackups(
-            cluster,
-            k3s.provider,
-            storage.cluster_id,
-            workloads.statefulsets,
-            opts=pulumi.ResourceOptions(depends_on=[platform]),
+        volume_backups.append(
+            VolumeBackups(
+                cluster,
+                k3s.provider,
+                storage.cluster_id,
+                workloads.statefulsets,
+                opts=pulumi.ResourceOptions(depends_on=[platform]),
+            )
         )
     # Metrics, alerts to the owner, and each node's measured watts beside the modelled ones.
     if cluster.monitoring is not None:
         running = {g: n for g, n in plan.where.items() if g not in plan.parked}
-        MetricsStack(cluster, cluster_draw(cluster, running), k3s.provider, after=[platform])
+        MetricsStack(cluster, cluster_draw(cluster, running), k3s.provider, after=[platform, *volume_backups])
     pulumi.export("kubeconfig", k3s.kubeconfig)
     # A secret output: restoring an etcd snapshot on rebuilt servers needs the token that took it.
     pulumi.export("k3sServerToken", k3s.token)

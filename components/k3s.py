@@ -118,7 +118,15 @@ def cordoned(spec: K3s, placement: Mapping[str, str], maintenance: Set[str]) -> 
     return [n for n in [*spec.servers, *spec.agents] if placement.get(n) in maintenance]
 
 
-def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = False, pod_grace: int = 60) -> str:
+def node_config(
+    spec: K3s,
+    guest: str,
+    address: str,
+    role: str,
+    etcd_s3: bool = False,
+    pod_grace: int = 60,
+    metrics: bool = False,
+) -> str:
     """The guest's k3s config file (`CONFIG_FILE`) for ROLE: server-init, server-join or agent.
 
     No node label: k3s puts its `node-label`s back on every start, so one baked in here would undo
@@ -170,6 +178,16 @@ def node_config(spec: K3s, guest: str, address: str, role: str, etcd_s3: bool = 
         # install script refuses to add it to a server whose etcd was started without it.
         "secrets-encryption": True,
     }
+    if metrics:
+        # What the metrics stack scrapes on a server (plan/monitoring.py): etcd's metrics on
+        # :2381, and the scheduler and controller manager on the server's address rather than
+        # loopback only, their /metrics behind the API's authentication (k3s shows them "down"
+        # otherwise: docs.k3s.io, "Exposing control-plane metrics").
+        config |= {
+            "etcd-expose-metrics": True,
+            "kube-controller-manager-arg": ["bind-address=0.0.0.0"],
+            "kube-scheduler-arg": ["bind-address=0.0.0.0"],
+        }
     if etcd_s3:
         # Each snapshot also goes to the object store off the cluster. Only these two flags: with
         # any other etcd-s3 flag set, k3s ignores the Secret (docs.k3s.io cli/etcd-snapshot),
@@ -268,7 +286,13 @@ class K3sCluster(pulumi.ComponentResource):
                 "data_dir": DATA_DIR,
                 "encryption_config": ENCRYPTION_CONFIG,
                 "k3s_config": node_config(
-                    spec, guest, str(cluster.guest(guest).address), role, etcd_s3, pod_grace(cluster)
+                    spec,
+                    guest,
+                    str(cluster.guest(guest).address),
+                    role,
+                    etcd_s3,
+                    pod_grace(cluster),
+                    metrics=cluster.monitoring is not None,
                 ),
             }
             if role != "agent":

@@ -21,6 +21,7 @@ import yaml
 
 from components.platform import STORAGE_CLASS
 from components.stack import secret_config
+from plan.backups import VOLSYNC_NAMESPACE
 from plan.monitoring import (
     ALERTMANAGER,
     BLACKBOX,
@@ -28,6 +29,8 @@ from plan.monitoring import (
     TLS_MODULE,
     VMALERT,
     VMSINGLE,
+    VOLSYNC_METRICS,
+    VOLSYNC_METRICS_PORT,
     alertmanager_config,
     rule_groups,
     scrape_config,
@@ -189,6 +192,26 @@ class MetricsStack(pulumi.ComponentResource):
                 opts=k8s_opts(namespace, *also),
             )
 
+        if cluster.backups is not None and cluster.backups.s3 is not None:
+            # VolSync's metrics under a name the scrape config can hold: its chart's own Service
+            # is named after the release, which Pulumi names (helm/volsync templates: the pods
+            # carry app.kubernetes.io/name=volsync, kube-rbac-proxy listens on 8443).
+            k8s.core.v1.Service(
+                VOLSYNC_METRICS,
+                k8s.core.v1.ServiceInitArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=VOLSYNC_METRICS, namespace=VOLSYNC_NAMESPACE),
+                    spec=k8s.core.v1.ServiceSpecArgs(
+                        type="ClusterIP",
+                        selector={"app.kubernetes.io/name": "volsync"},
+                        ports=[
+                            k8s.core.v1.ServicePortArgs(
+                                name="https", port=VOLSYNC_METRICS_PORT, target_port=VOLSYNC_METRICS_PORT
+                            )
+                        ],
+                    ),
+                ),
+                opts=k8s_opts(),
+            )
         self.releases = [
             release(
                 BLACKBOX, "prometheus-blackbox-exporter", BLACKBOX_VERSION, COMMUNITY_REPOSITORY, blackbox_values()

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 
 from components.platform import CSI_DRIVER, CSI_NAMESPACE, CSI_SECRET, STORAGE_CLASS
 from components.stack import secret_config, waits_for
-from plan.backups import VolumeCopy, backed_up_volumes
+from plan.backups import VOLSYNC_NAMESPACE, VolumeCopy, backed_up_volumes
 from spec.backups import RESTIC_PASSWORD, S3_ACCESS_KEY, S3_SECRET_KEY, Backups
 from spec.models import Cluster
 
@@ -33,7 +33,6 @@ VOLSYNC_CHART = "volsync"
 VOLSYNC_REPOSITORY = "https://backube.github.io/helm-charts/"
 # renovate: datasource=helm depName=volsync registryUrl=https://backube.github.io/helm-charts/
 VOLSYNC_VERSION = "0.16.0"
-VOLSYNC_NAMESPACE = "volsync-system"
 SNAPSHOT_CLASS = "ceph-rbd-snapshots"
 # Where a namespace lets VolSync's movers run with the capabilities they need to read and
 # restore every file (VolSync internal/controller/utils/namespace.go).

@@ -21,6 +21,8 @@ from spec.models import Cluster
 # k3s's etcd snapshots on each server's own disk: every 6 hours, a week of them kept. The
 # servers' config is made from these (components/k3s.py SNAPSHOT_CRON, SNAPSHOT_RETENTION).
 ETCD_SNAPSHOT_HOURS = 6
+# Where VolSync runs (components/volume_backups.py), and where its metrics are scraped from.
+VOLSYNC_NAMESPACE = "volsync-system"
 ETCD_SNAPSHOTS_KEPT = 28
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from plan.backups import VOLSYNC_NAMESPACE
 from plan.power import BACKUP_HOST, ClusterDraw
 from spec.models import Cluster
 
@@ -31,6 +32,16 @@ VMSINGLE = "vmsingle"
 VMALERT = "vmalert"
 ALERTMANAGER = "alertmanager"
 BLACKBOX = "blackbox"
+SCHEDULER_PORT = 10259
+CONTROLLER_MANAGER_PORT = 10257
+VOLSYNC_METRICS = "volsync-controller-metrics"
+VOLSYNC_METRICS_PORT = 8443
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+IN_CLUSTER_AUTH: dict[str, Any] = {
+    "scheme": "https",
+    "bearer_token_file": SERVICE_ACCOUNT_TOKEN,
+    "tls_config": {"insecure_skip_verify": True},
+}
 MEASURED = "homelab:node_power_watts:measured"
 MODELLED = "homelab:node_power_watts:modelled"
 BUDGET = "homelab:cluster_power_budget_watts"
@@ -53,6 +64,20 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
             for s in cluster.k3s.servers
         ]
         jobs.append({"job_name": "etcd", "static_configs": servers})
+        # The scheduler and the controller manager: HTTPS with a self-signed certificate, and
+        # /metrics for a token the API server lets read it (vmsingle's service account, whose
+        # ClusterRole has `nonResourceURLs: /metrics`).
+        for job, port in (("kube-scheduler", SCHEDULER_PORT), ("kube-controller-manager", CONTROLLER_MANAGER_PORT)):
+            secured = [
+                {"targets": [f"{cluster.guest(s).address}:{port}"], "labels": {"server": s}}
+                for s in cluster.k3s.servers
+            ]
+            jobs.append({"job_name": job, **IN_CLUSTER_AUTH, "static_configs": secured})
+        if cluster.backups is not None and cluster.backups.s3 is not None:
+            # VolSync's controller behind its kube-rbac-proxy, through a Service of fixed name
+            # (components/monitoring.py: the release's own is named after Helm's release name).
+            target = f"{VOLSYNC_METRICS}.{VOLSYNC_NAMESPACE}.svc:{VOLSYNC_METRICS_PORT}"
+            jobs.append({"job_name": "volsync", **IN_CLUSTER_AUTH, "static_configs": [{"targets": [target]}]})
     for module, targets in probe_targets(cluster).items():
         jobs.append(
             {

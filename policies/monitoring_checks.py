@@ -58,11 +58,12 @@ def check_monitoring_coverage(cluster: Cluster, resources: Iterable[Declared]) -
         for port in get(service.props, "spec", "ports") or []:
             if port.get("protocol", "TCP") != "TCP":
                 continue
-            target = probe_target(name, namespace, address, port["port"])
+            number = int(port["port"])  # a float over gRPC (protobuf Struct numbers)
+            target = probe_target(name, namespace, address, number)
             if target not in targets:
                 findings.append(
                     (
-                        f"{namespace}/{name} puts TCP {port['port']} on the LAN and nothing probes {target}: "
+                        f"{namespace}/{name} puts TCP {number} on the LAN and nothing probes {target}: "
                         "the owner would not hear that it stopped answering",
                         service.urn,
                     )

@@ -148,12 +148,6 @@ POLICIES: list[Policy] = [
         "through the ride-through time and the orderly shutdown, with a margin.",
         validate=_on_stack(_on_plan(check_ups_runtime)),
     ),
-    StackValidationPolicy(
-        name="monitoring-coverage",
-        description="With monitoring in the spec: every TCP port a LoadBalancer puts on the LAN is probed, and a "
-        "Watchdog alert feeds the dead-man's switch.",
-        validate=_on_stack(check_monitoring_coverage),
-    ),
     ResourceValidationPolicy(
         name="guests-as-planned",
         description="Every VM and container is one of the spec's guests, declared on the node, with the vCPUs "
@@ -212,6 +206,12 @@ POLICIES: list[Policy] = [
         description="A guest backup job and a volume's ReplicationSource keep at least a week of daily copies, "
         "unless the spec says why not.",
         validate=_on_resource(check_backup_retention, BACKUP_TYPES),
+    ),
+    StackValidationPolicy(
+        name="monitoring-coverage",
+        description="With monitoring in the spec: every TCP port a LoadBalancer puts on the LAN is probed, and a "
+        "Watchdog alert feeds the dead-man's switch.",
+        validate=_on_stack(check_monitoring_coverage),
     ),
     ResourceValidationPolicy(
         name="ha-shared-storage",

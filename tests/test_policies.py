@@ -59,6 +59,7 @@ def test_pack_levels() -> None:
         "backup-coverage": EnforcementLevel.MANDATORY,
         "backup-off-cluster": EnforcementLevel.MANDATORY,
         "backup-retention": EnforcementLevel.MANDATORY,
+        "monitoring-coverage": EnforcementLevel.MANDATORY,
         "redundant-links": EnforcementLevel.MANDATORY,
         "survives-any-node": EnforcementLevel.MANDATORY,
         "maintenance-redundancy": EnforcementLevel.ADVISORY,
@@ -73,9 +74,14 @@ def test_shipped_stacks_pass_in_both_preview_shapes(stack: str, shape: Shape) ->
     assert [v for v in found if not v.not_known_yet] == []
     notes = [(v.policy, v.enforcement) for v in found if v.not_known_yet]
     if shape is Shape.FIRST and any(w.volumes for w in stack_cluster(stack).workloads):
-        # The policies that need the k3s objects' outputs wait, and say so: the budgets, and
-        # whether each volume's claim is copied (lab has no volumes).
-        assert notes == [("disruption-budgets", "advisory"), ("backup-coverage", "advisory")]
+        # The policies that need the k3s objects' outputs wait, and say so: the budgets,
+        # whether each volume's claim is copied (lab has no volumes), and the probes (lab has no
+        # monitoring).
+        assert notes == [
+            ("disruption-budgets", "advisory"),
+            ("backup-coverage", "advisory"),
+            ("monitoring-coverage", "advisory"),
+        ]
         assert all("have no outputs yet" in v.message for v in found)
     elif shape is Shape.FIRST:
         assert notes == [("disruption-budgets", "advisory")]
@@ -233,6 +239,7 @@ def test_preview_writes_no_violations_for_a_shipped_stack(tmp_path: Path) -> Non
     assert [(v["policy"], v["not_known_yet"]) for v in found] == [
         ("disruption-budgets", True),
         ("backup-coverage", True),
+        ("monitoring-coverage", True),
     ]
 
 
@@ -253,7 +260,7 @@ def test_preview_exits_3_on_a_mandatory_violation(
     assert verdicts == [("power-budget", "mandatory", "")]
     assert "over the budget of 25 W" in doc["violations"][0]["message"]
     out = capsys.readouterr().out
-    assert "policies: 1 mandatory, 0 advisory violation(s); 2 policies cannot judge yet" in out
+    assert "policies: 1 mandatory, 0 advisory violation(s); 3 policies cannot judge yet" in out
     assert "  mandatory: power-budget: the cluster would draw" in out
 
 

@@ -164,8 +164,13 @@ def test_analyze_stack_of_a_first_preview_says_what_it_cannot_judge_yet(
 ) -> None:
     resources = [wire(r) for r in full_stack("home", Shape.FIRST)]
     response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources))
-    # The budgets, and whether each volume's claim is copied: both need the k3s objects' outputs.
-    assert [d.policyName for d in response.diagnostics] == ["disruption-budgets", "backup-coverage"]
+    # The budgets, whether each volume's claim is copied, and the probes of the exposed ports:
+    # all need the k3s objects' outputs.
+    assert [d.policyName for d in response.diagnostics] == [
+        "disruption-budgets",
+        "backup-coverage",
+        "monitoring-coverage",
+    ]
     for diag in response.diagnostics:
         assert diag.enforcementLevel == analyzer_pb2.ADVISORY
         assert diag.message.startswith(f"can't run policy '{diag.policyName}' from policy pack 'homelab-policies@v")

@@ -39,6 +39,8 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
         "homelab:s3SecretKey",
         "homelab:resticPassword",  # the volumes' restic repositories
         "homelab:upsPassword",  # NUT's users
+        "homelab:alertWebhookUrl",  # where the alerts go, and the dead-man's switch
+        "homelab:watchdogUrl",
         "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
         "homelab:uptimeKumaPassword",
     ]
@@ -78,6 +80,8 @@ def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
         "homelab:s3SecretKey",
         "homelab:resticPassword",
         "homelab:upsPassword",
+        "homelab:alertWebhookUrl",
+        "homelab:watchdogUrl",
         "homelab:adguardAdminPasswordHash",
     ]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):
