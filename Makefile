@@ -25,7 +25,8 @@ $(BIN)/.installed: $(REQUIREMENTS)
 # the `dummy-ups` driver). Each is installed when its command is missing.
 DEBIAN_TOOLS := cloud-init:cloud-init corosync:corosync ip:iproute2 unshare:util-linux udevadm:udev \
   systemd-analyze:systemd ceph-mon:ceph-mon ceph-mgr:ceph-mgr ceph-osd:ceph-osd ceph:ceph-common \
-  restic:restic openssl:openssl upsd:nut-server upsmon:nut-client
+  restic:restic openssl:openssl upsd:nut-server upsmon:nut-client promtool:prometheus \
+  amtool:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

@@ -11,6 +11,7 @@ from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.firewall import GuestFilters, ProxmoxFirewall
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
+from components.host_metrics import HostMetrics
 from components.k3s import K3sCluster
 from components.monitoring import MetricsStack
 from components.network import NodeNetwork, StorageMesh, StorageReachable
@@ -53,12 +54,18 @@ firewall = ProxmoxFirewall(cluster, opts=pulumi.ResourceOptions(provider=access.
 
 # On a power cut, the cluster rides the UPS for a while, then goes down in order (NUT on every
 # node, the UPS node's upsd reached through the firewall) and comes back by itself.
+ups: list[pulumi.Resource] = []
 if cluster.ups is not None:
-    UpsShutdown(cluster, access, after=[firewall.enabled])
+    ups.append(UpsShutdown(cluster, access, after=[firewall.enabled]))
 
 # 4. Ceph on the storage network: monitors, managers and OSDs on the nodes, RBD pools for guest
 #    disks (a Proxmox storage) and for Kubernetes volumes.
 storage = CephStorage(cluster, access, depends_on=link1.ready)
+
+# What the metrics stack reads on the hosts: the node exporter (watts from RAPL), the UPS's
+# state, Ceph's own exporter.
+if cluster.monitoring is not None:
+    HostMetrics(cluster, access, ceph_ready=storage.ready, after=ups)
 
 # 5. Guests on the shared RBD storage, each on the node placement picks, HA where the spec asks.
 on_ceph = pulumi.ResourceOptions(provider=access.proxmox, depends_on=storage.ready)

@@ -24,6 +24,7 @@ from pulumi_proxmoxve.cluster.firewall.security import GroupLegacy, GroupLegacyA
 
 from components.nut import NUT_PORT
 from components.stack import waits_for
+from plan.monitoring import CEPH_MGR_PORT, NODE_EXPORTER_PORT
 from policies.firewall_checks import DEPLOY_PORTS
 from spec.guests import Guest
 from spec.models import Cluster
@@ -32,6 +33,7 @@ MANAGEMENT_GROUP = "homelab-mgmt"
 CEPH_GROUP = "homelab-ceph"
 PING_GROUP = "homelab-ping"
 NUT_GROUP = "homelab-nut"
+METRICS_GROUP = "homelab-metrics"
 
 
 class ProxmoxFirewall(pulumi.ComponentResource):
@@ -86,7 +88,31 @@ class ProxmoxFirewall(pulumi.ComponentResource):
                     ],
                 )
             )
-        names = [MANAGEMENT_GROUP, CEPH_GROUP, PING_GROUP, *([NUT_GROUP] if cluster.ups is not None else [])]
+        if cluster.monitoring is not None and cluster.k3s is not None:
+            # The scraper runs on the k3s VMs: the node exporter and Ceph's exporter from those only.
+            scrapers = [cluster.guest(g) for g in (*cluster.k3s.servers, *cluster.k3s.agents)]
+            groups.append(
+                group(
+                    METRICS_GROUP,
+                    "metrics (node exporter, Ceph's mgr) from the k3s VMs, where the scraper runs",
+                    [
+                        accept(
+                            str(g.address),
+                            f"metrics from {g.name}",
+                            proto="tcp",
+                            dport=f"{NODE_EXPORTER_PORT},{CEPH_MGR_PORT}",
+                        )
+                        for g in scrapers
+                    ],
+                )
+            )
+        names = [
+            MANAGEMENT_GROUP,
+            CEPH_GROUP,
+            PING_GROUP,
+            *([NUT_GROUP] if cluster.ups is not None else []),
+            *([METRICS_GROUP] if cluster.monitoring is not None and cluster.k3s is not None else []),
+        ]
         self.rules = proxmoxve.firewall.RulesLegacy(
             f"{cluster.name}-firewall-rules",
             proxmoxve.firewall.RulesLegacyArgs(

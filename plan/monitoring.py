@@ -52,8 +52,11 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
     """Prometheus' scrape config: the Proxmox hosts (node_exporter, Ceph's mgr), the k3s
     servers' etcd, and the blackbox probes of every address an owner reaches."""
     nodes = [{"targets": [f"{n.address}:{NODE_EXPORTER_PORT}"], "labels": {"node": n.name}} for n in cluster.nodes]
-    # Every node may run the active mgr; the standbys answer with an empty page.
-    mgrs = [{"targets": [f"{n.address}:{CEPH_MGR_PORT}"], "labels": {"node": n.name}} for n in cluster.nodes]
+    # A mgr runs beside each monitor (components/storage.py); the active one serves the metrics,
+    # the standbys an empty page.
+    mgrs = [
+        {"targets": [f"{cluster.node(m).address}:{CEPH_MGR_PORT}"], "labels": {"node": m}} for m in cluster.ceph.monitors
+    ]
     jobs: list[dict[str, Any]] = [
         {"job_name": "node", "static_configs": nodes},
         {"job_name": "ceph", "honor_labels": True, "static_configs": mgrs},

@@ -1,0 +1,86 @@
+"""What the metrics stack reads on the Proxmox hosts: Prometheus' node exporter on every node
+(with the CPU package's RAPL energy counter, the measured half of the watts), the UPS's state on
+the UPS node, and Ceph's mgr prometheus module. The hosts' firewall lets the k3s VMs, where the
+scraper runs, reach them (components/firewall.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from components import remote
+from components.stack import Access
+from plan.monitoring import NODE_EXPORTER_PORT
+from spec.models import Cluster
+from spec.nodes import Node
+
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's default for the textfile collector
+UPS_METRICS = "/usr/local/lib/homelab/ups-metrics"
+UPS_METRICS_SERVICE = f"""[Unit]
+Description=homelab: the UPS's state for the node exporter
+After=nut-server.service
+
+[Service]
+Type=oneshot
+ExecStart={UPS_METRICS}
+"""
+UPS_METRICS_TIMER = """[Unit]
+Description=homelab: the UPS's state for the node exporter, every 15 s
+
+[Timer]
+OnBootSec=30s
+OnUnitActiveSec=15s
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def ups_metrics_script(cluster: Cluster) -> str:
+    assert cluster.ups is not None
+    return remote.script("ups-metrics", ups=f"{cluster.ups.name}@localhost", textfile_dir=TEXTFILE_DIR)
+
+
+def node_metrics_script(cluster: Cluster, node: Node) -> str:
+    ups_here = cluster.ups is not None and cluster.ups.node == node.name
+    return remote.script(
+        "node-metrics",
+        port=NODE_EXPORTER_PORT,
+        rapl_readable=remote.script("rapl-readable"),
+        ups=f"{cluster.ups.name}@localhost" if ups_here and cluster.ups is not None else "",
+        ups_metrics=ups_metrics_script(cluster) if ups_here else "",
+        ups_metrics_service=UPS_METRICS_SERVICE if ups_here else "",
+        ups_metrics_timer=UPS_METRICS_TIMER if ups_here else "",
+    )
+
+
+class HostMetrics(pulumi.ComponentResource):
+    """The node exporter on each node (after NUT, on the UPS node), and Ceph's exporter."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        access: Access,
+        ceph_ready: Sequence[pulumi.Resource],
+        after: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:monitoring:HostMetrics", f"{cluster.name}-host-metrics", None, opts)
+        for node in cluster.nodes:
+            remote.run(
+                f"{node.name}-node-exporter",
+                access.connection(str(node.address)),
+                node_metrics_script(cluster, node),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            )
+        first = cluster.nodes[0]
+        # The module serves on every mgr, the active one with the cluster's metrics (:9283).
+        remote.run(
+            f"{cluster.name}-ceph-prometheus",
+            access.connection(str(first.address)),
+            remote.script("ceph-prometheus"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(ceph_ready)),
+        )
+        self.register_outputs({"nodes": [n.name for n in cluster.nodes]})

@@ -1,0 +1,106 @@
+"""The metrics the rules read on a Proxmox host, from Debian's own node exporter.
+
+A real `prometheus-node-exporter` runs on 127.0.0.1 with a made-up sysfs holding one RAPL
+package counter, and a textfile folder holding what the rendered `ups-metrics` script wrote
+(with `upsc` a stub saying the UPS is on battery); one scrape, checked by `promtool check
+metrics`, must carry the series plan/monitoring.py's rules read. The exporter is started and
+stopped here, by PID.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from components.host_metrics import UPS_METRICS_SERVICE, UPS_METRICS_TIMER, node_metrics_script, ups_metrics_script
+from offline.reports import Reports
+from plan.monitoring import MEASURED, rule_groups
+from tests.ceph_cluster import free_port
+from tests.shell import run_with_stubs, systemd_verify
+from tests.support import script_param, stack_cluster
+
+HOME = stack_cluster("home")
+ENERGY_UJ = 123_456_789  # µJ: 123.456789 J
+
+
+def rule_metric_names() -> set[str]:
+    """The raw metric names the power rules and the UPS alert read from the node exporter."""
+    text = str(rule_groups(HOME, Reports.of(HOME).draw, 30))
+    return set(re.findall(r"\b(node_rapl_\w+|homelab_ups_\w+)\b", text))
+
+
+def test_a_real_node_exporter_serves_what_the_rules_read(tmp_path: Path) -> None:
+    exporter = shutil.which("prometheus-node-exporter")
+    promtool = shutil.which("promtool")
+    if exporter is None or promtool is None:
+        pytest.fail("prometheus-node-exporter or promtool is missing: `make tools` installs them from Debian")
+    zone = tmp_path / "sys/class/powercap/intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "energy_uj").write_text(f"{ENERGY_UJ}\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    # What the UPS node's timer writes, with upsc saying the UPS is on battery at 87 %.
+    script = ups_metrics_script(HOME).replace(
+        "TEXTFILE_DIR=/var/lib/prometheus/node-exporter", f"TEXTFILE_DIR={textfiles}"
+    )
+    (tmp_path / "ups").mkdir()
+    upsc = 'case "$2" in ups.status) echo "OB DISCHRG" ;; battery.charge) echo 87 ;; esac'
+    wrote = run_with_stubs(script, tmp_path / "ups", {"upsc": upsc})
+    assert wrote.returncode == 0, wrote.stderr
+    port = free_port()
+    process = subprocess.Popen(
+        [exporter, f"--web.listen-address=127.0.0.1:{port}", f"--path.sysfs={tmp_path / 'sys'}",
+         "--collector.disable-defaults", "--collector.rapl", "--collector.textfile",
+         f"--collector.textfile.directory={textfiles}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        body = ""
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body, "the node exporter did not answer"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines() if not line.startswith("#")}
+    assert samples['node_rapl_package_joules_total{index="0",path="' + str(zone) + '"}'] == pytest.approx(123.456789)
+    assert samples['homelab_ups_on_battery{ups="ups@localhost"}'] == 1
+    assert samples['homelab_ups_battery_charge_percent{ups="ups@localhost"}'] == 87
+    served = {name.split("{")[0] for name in samples}
+    assert rule_metric_names() and rule_metric_names() <= served
+    assert MEASURED  # the records built on them: tests/test_monitoring.py fires them
+
+
+def test_the_hosts_units_are_what_systemd_loads(tmp_path: Path) -> None:
+    for name, unit in (
+        ("homelab-ups-metrics.service", UPS_METRICS_SERVICE),
+        ("homelab-ups-metrics.timer", UPS_METRICS_TIMER),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "homelab-ups-metrics.service").write_text(UPS_METRICS_SERVICE)
+        path = folder / name
+        path.write_text(unit)
+        assert systemd_verify(path, folder, ["/usr/local/lib/homelab/ups-metrics"]) == "0:", name
+
+
+def test_only_the_ups_node_writes_the_ups_state() -> None:
+    on_ups = node_metrics_script(HOME, HOME.node("pve1"))
+    elsewhere = node_metrics_script(HOME, HOME.node("pve2"))
+    assert script_param(on_ups, "UPS") == "ups@localhost" and "upsc" in script_param(on_ups, "UPS_METRICS")
+    assert script_param(elsewhere, "UPS") == "" and script_param(elsewhere, "UPS_METRICS") == ""
