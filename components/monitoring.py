@@ -12,6 +12,7 @@ What is scraped, alerted on and compared (watts) is plan/monitoring.py; this is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from plan.monitoring import (
     VOLSYNC_METRICS,
     VOLSYNC_METRICS_PORT,
     alertmanager_config,
+    power_dashboard,
     rule_groups,
     scrape_config,
 )
@@ -51,6 +53,9 @@ ALERTMANAGER_VERSION = "1.42.0"
 # renovate: datasource=helm depName=prometheus-blackbox-exporter registryUrl=https://prometheus-community.github.io/helm-charts
 BLACKBOX_VERSION = "11.17.2"
 ALERTMANAGER_SECRET = "alertmanager-config"
+DASHBOARDS = "vmui-dashboards"
+DASHBOARDS_MOUNT = "/dashboards"
+POWER_DASHBOARD = "power.json"
 ALERTMANAGER_FILE = "alertmanager.yml"
 SECRET_MOUNT = "/etc/alertmanager-secret"
 
@@ -72,6 +77,10 @@ def vmsingle_values(cluster: Cluster) -> dict[str, Any]:
             "persistentVolume": {"enabled": True, "size": "10Gi", "storageClassName": STORAGE_CLASS},
             "resources": resources(100, 256),
             "scrape": {"enabled": True, "config": scrape_config(cluster, f"{BLACKBOX}:9115")},
+            # vmui's Dashboards tab: measured against modelled watts (no Grafana to run).
+            "extraArgs": {"vmui.customDashboardsPath": DASHBOARDS_MOUNT},
+            "extraVolumes": [{"name": DASHBOARDS, "configMap": {"name": DASHBOARDS}}],
+            "extraVolumeMounts": [{"name": DASHBOARDS, "mountPath": DASHBOARDS_MOUNT, "readOnly": True}],
         }
     }
 
@@ -212,11 +221,26 @@ class MetricsStack(pulumi.ComponentResource):
                 ),
                 opts=k8s_opts(),
             )
+        dashboards = k8s.core.v1.ConfigMap(
+            DASHBOARDS,
+            k8s.core.v1.ConfigMapInitArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=DASHBOARDS, namespace=NAMESPACE),
+                data={POWER_DASHBOARD: json.dumps(power_dashboard(cluster), indent=2)},
+            ),
+            opts=k8s_opts(namespace),
+        )
         self.releases = [
             release(
                 BLACKBOX, "prometheus-blackbox-exporter", BLACKBOX_VERSION, COMMUNITY_REPOSITORY, blackbox_values()
             ),
-            release(VMSINGLE, "victoria-metrics-single", VMSINGLE_VERSION, VM_REPOSITORY, vmsingle_values(cluster)),
+            release(
+                VMSINGLE,
+                "victoria-metrics-single",
+                VMSINGLE_VERSION,
+                VM_REPOSITORY,
+                vmsingle_values(cluster),
+                dashboards,
+            ),
             release(
                 ALERTMANAGER, "alertmanager", ALERTMANAGER_VERSION, COMMUNITY_REPOSITORY, alertmanager_values(), secret
             ),

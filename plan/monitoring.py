@@ -55,7 +55,8 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
     # A mgr runs beside each monitor (components/storage.py); the active one serves the metrics,
     # the standbys an empty page.
     mgrs = [
-        {"targets": [f"{cluster.node(m).address}:{CEPH_MGR_PORT}"], "labels": {"node": m}} for m in cluster.ceph.monitors
+        {"targets": [f"{cluster.node(m).address}:{CEPH_MGR_PORT}"], "labels": {"node": m}}
+        for m in cluster.ceph.monitors
     ]
     jobs: list[dict[str, Any]] = [
         {"job_name": "node", "static_configs": nodes},
@@ -300,3 +301,32 @@ def alertmanager_config(cluster: Cluster, secrets: Mapping[str, str], watchdog_u
             {"name": "watchdog", "webhook_configs": [{"url": watchdog_url, "send_resolved": False}]},
         ],
     }
+
+
+def power_dashboard(cluster: Cluster) -> dict[str, Any]:
+    """vmui's dashboard (its "Dashboards" tab; VictoriaMetrics app/vmui/packages/vmui/public/
+    dashboards/README.md): each node's measured draw beside the model's, and the cluster's
+    against the budget."""
+    per_node = [
+        {
+            "title": f"{n.name}: measured and modelled",
+            "unit": "W",
+            "width": 4,
+            "expr": [f'{MEASURED}{{node="{n.name}"}}', f'{MODELLED}{{node="{n.name}"}}'],
+            "alias": ["measured (RAPL + platform baseline)", "modelled (plan/power.py)"],
+        }
+        for n in cluster.nodes
+    ]
+    total = {
+        "title": "cluster: measured against the budget",
+        "unit": "W",
+        "width": 12,
+        "expr": [f"sum({MEASURED})", f"sum({MODELLED})", BUDGET],
+        "alias": ["measured", "modelled", "budget"],
+    }
+    ratio = {
+        "title": "measured / modelled, per node (above 1: the model is low; calibrate, README)",
+        "width": 12,
+        "expr": [f"{MEASURED} / on (node) {MODELLED}"],
+    }
+    return {"title": "homelab power", "rows": [{"title": "watts", "panels": [*per_node, total, ratio]}]}

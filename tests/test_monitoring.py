@@ -17,7 +17,13 @@ import jsonschema
 import pytest
 import yaml
 
-from components.monitoring import ALERTMANAGER_FILE, ALERTMANAGER_SECRET, ALERTMANAGER_VERSION
+from components.monitoring import (
+    ALERTMANAGER_FILE,
+    ALERTMANAGER_SECRET,
+    ALERTMANAGER_VERSION,
+    DASHBOARDS,
+    POWER_DASHBOARD,
+)
 from offline.engine import Shape
 from offline.harness import Resource, config_for
 from offline.policy_run import Violation, run_policies
@@ -291,3 +297,28 @@ def test_no_watchdog_is_refused() -> None:
     edited = edit(stack, VMALERT, {"values.server.config.alerts.groups": quiet}, typ=tokens.HELM_RELEASE)
     [v] = coverage(edited)
     assert v.message.startswith("vmalert has no Watchdog alert (expr vector(1))")
+
+
+def test_the_power_dashboard_queries_are_promql_and_read_the_recorded_series(tmp_path: Path) -> None:
+    [configmap] = [r for r in program("home").resources if r.name == DASHBOARDS]
+    dashboard = json.loads(configmap.inputs["data"][POWER_DASHBOARD])
+    panels = [p for row in dashboard["rows"] for p in row["panels"]]
+    exprs = [e for p in panels for e in p["expr"]]
+    # promtool parses each query, as a recording rule of its own.
+    rules = [{"record": f"homelab:dashboard_{i}", "expr": e} for i, e in enumerate(exprs)]
+    out = run(
+        tool("promtool"),
+        "check",
+        "rules",
+        str(write(tmp_path / "q.yml", {"groups": [{"name": "q", "rules": rules}]})),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    recorded = {r["record"] for r in rule_groups(HOME, DRAW, 30)["groups"][0]["rules"]}
+    assert {MEASURED, MODELLED, BUDGET} <= recorded and all(any(s in e for s in recorded) for e in exprs)
+    assert {f'{MEASURED}{{node="{n.name}"}}' for n in HOME.nodes} <= set(exprs)
+    # vmsingle serves it from the ConfigMap it mounts.
+    server = release_values(VMSINGLE)["server"]
+    mount = server["extraVolumeMounts"][0]["mountPath"]
+    assert server["extraArgs"]["vmui.customDashboardsPath"] == mount
+    assert server["extraVolumes"][0]["configMap"]["name"] == DASHBOARDS
