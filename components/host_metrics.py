@@ -12,30 +12,45 @@ import pulumi
 from components import remote
 from components.stack import Access
 from plan.monitoring import NODE_EXPORTER_PORT
+from spec.backups import PBS_STORAGE
 from spec.models import Cluster
 from spec.nodes import Node
 
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's default for the textfile collector
 UPS_METRICS = "/usr/local/lib/homelab/ups-metrics"
-UPS_METRICS_SERVICE = f"""[Unit]
-Description=homelab: the UPS's state for the node exporter
-After=nut-server.service
+BACKUP_METRICS = "/usr/local/lib/homelab/backup-metrics"
+
+
+def textfile_units(name: str, what: str, script: str, every: str, after: str) -> tuple[str, str]:
+    """A oneshot service that writes one textfile, and the timer that runs it EVERY."""
+    service = f"""[Unit]
+Description=homelab: {what} for the node exporter
+After={after}
 
 [Service]
 Type=oneshot
-ExecStart={UPS_METRICS}
+ExecStart={script}
 """
-UPS_METRICS_TIMER = """[Unit]
-Description=homelab: the UPS's state for the node exporter, every 15 s
+    timer = f"""[Unit]
+Description=homelab: {what} for the node exporter, every {every}
 
 [Timer]
-OnBootSec=30s
-OnUnitActiveSec=15s
+OnBootSec=1min
+OnUnitActiveSec={every}
 AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
 """
+    return service, timer
+
+
+UPS_METRICS_SERVICE, UPS_METRICS_TIMER = textfile_units(
+    "ups-metrics", "the UPS's state", UPS_METRICS, "15s", "nut-server.service"
+)
+BACKUP_METRICS_SERVICE, BACKUP_METRICS_TIMER = textfile_units(
+    "backup-metrics", "the age of each guest's newest backup", BACKUP_METRICS, "15min", "pve-cluster.service"
+)
 
 
 def ups_metrics_script(cluster: Cluster) -> str:
@@ -45,6 +60,8 @@ def ups_metrics_script(cluster: Cluster) -> str:
 
 def node_metrics_script(cluster: Cluster, node: Node) -> str:
     ups_here = cluster.ups is not None and cluster.ups.node == node.name
+    # Every node reports the backups' ages (the storage is the cluster's): one down, the others do.
+    backups = cluster.backups is not None
     return remote.script(
         "node-metrics",
         port=NODE_EXPORTER_PORT,
@@ -53,6 +70,11 @@ def node_metrics_script(cluster: Cluster, node: Node) -> str:
         ups_metrics=ups_metrics_script(cluster) if ups_here else "",
         ups_metrics_service=UPS_METRICS_SERVICE if ups_here else "",
         ups_metrics_timer=UPS_METRICS_TIMER if ups_here else "",
+        backup_metrics=remote.script("backup-metrics", storage=PBS_STORAGE, textfile_dir=TEXTFILE_DIR)
+        if backups
+        else "",
+        backup_metrics_service=BACKUP_METRICS_SERVICE if backups else "",
+        backup_metrics_timer=BACKUP_METRICS_TIMER if backups else "",
     )
 
 

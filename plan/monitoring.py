@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plan.backups import VOLSYNC_NAMESPACE
+from plan.backups import VOLSYNC_NAMESPACE, backed_up_guests, interval_hours
 from plan.power import BACKUP_HOST, ClusterDraw
 from spec.models import Cluster
 
@@ -45,6 +45,7 @@ IN_CLUSTER_AUTH: dict[str, Any] = {
 MEASURED = "homelab:node_power_watts:measured"
 MODELLED = "homelab:node_power_watts:modelled"
 BUDGET = "homelab:cluster_power_budget_watts"
+BACKUP_MAX_AGE = "homelab:guest_backup_max_age_seconds"
 Rule = dict[str, Any]
 
 
@@ -145,6 +146,24 @@ def power_rules(cluster: Cluster, draw: ClusterDraw) -> list[Rule]:
     return rules
 
 
+def backup_rules(cluster: Cluster) -> list[Rule]:
+    """How old each backed-up guest's newest copy may get: its schedule's longest gap, and 3 h
+    for the run itself (the nodes report the copies' times: components/host_metrics.py)."""
+    rules: list[Rule] = []
+    if cluster.backups is None:
+        return rules
+    every = interval_hours(cluster.backups.guests.schedule) or 24
+    for guest in backed_up_guests(cluster):
+        rules.append(
+            {
+                "record": BACKUP_MAX_AGE,
+                "expr": f"vector({(every + 3) * 3600:g})",
+                "labels": {"vmid": str(guest.vm_id), "guest": guest.name},
+            }
+        )
+    return rules
+
+
 def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
     """The alerts that reach the owner, each with what to do in its description."""
 
@@ -191,10 +210,10 @@ def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
         ),
         alert(
             "AddressUnreachable",
-            f'probe_success{{job="probe-{TCP_MODULE}"}} == 0',
+            'probe_success{job=~"probe-.+"} == 0',
             3,
             "critical",
-            "{{ $labels.instance }} does not answer: kube-vip or the workload behind it is down",
+            "{{ $labels.instance }} does not answer: kube-vip, the workload or the node behind it is down",
         ),
         alert(
             "CertificateExpiresSoon",
@@ -232,6 +251,26 @@ def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
                 "the UPS runs on battery: the cluster shuts down in order if the power stays off",
             )
         )
+    if cluster.backups is not None and backed_up_guests(cluster):
+        newest = "max by (vmid) (homelab_guest_backup_newest_seconds)"
+        rules += [
+            alert(
+                "GuestBackupLate",
+                f"((time() - {newest}) > on (vmid) group_right {BACKUP_MAX_AGE})"
+                f" or ({BACKUP_MAX_AGE} unless on (vmid) {newest})",
+                30,
+                "warning",
+                "guest {{ $labels.guest }} (VM {{ $labels.vmid }}) has no copy on PBS as recent as its schedule "
+                "makes: its backup failed or did not run (the job's task log on the node says why)",
+            ),
+            alert(
+                "BackupStorageUnreachable",
+                "max(homelab_backup_storage_up) == 0",
+                30,
+                "critical",
+                "no node can read the PBS storage: backups cannot run",
+            ),
+        ]
     if cluster.backups is not None and cluster.backups.s3 is not None:
         rules.append(
             alert(
@@ -250,6 +289,7 @@ def rule_groups(cluster: Cluster, draw: ClusterDraw, power_minutes: int) -> dict
     return {
         "groups": [
             {"name": "homelab-power", "interval": "1m", "rules": power_rules(cluster, draw)},
+            *([{"name": "homelab-backups", "rules": backup_rules(cluster)}] if backup_rules(cluster) else []),
             {"name": "homelab-alerts", "rules": alert_rules(cluster, power_minutes)},
         ]
     }

@@ -104,3 +104,34 @@ def test_only_the_ups_node_writes_the_ups_state() -> None:
     elsewhere = node_metrics_script(HOME, HOME.node("pve2"))
     assert script_param(on_ups, "UPS") == "ups@localhost" and "upsc" in script_param(on_ups, "UPS_METRICS")
     assert script_param(elsewhere, "UPS") == "" and script_param(elsewhere, "UPS_METRICS") == ""
+
+
+def test_each_guests_newest_backup_is_reported(tmp_path: Path) -> None:
+    script = script_param(node_metrics_script(HOME, HOME.node("pve2")), "BACKUP_METRICS")
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    script = script.replace("TEXTFILE_DIR=/var/lib/prometheus/node-exporter", f"TEXTFILE_DIR={textfiles}")
+    content = (
+        '[{"volid":"homelab-pbs:backup/vm/201/2026-12-01T02:30:00Z","vmid":201,"ctime":1764556200},'
+        '{"volid":"homelab-pbs:backup/vm/201/2026-12-02T02:30:00Z","vmid":201,"ctime":1764642600},'
+        '{"volid":"homelab-pbs:backup/ct/301/2026-12-02T02:31:00Z","vmid":301,"ctime":1764642660}]'
+    )
+    (tmp_path / "run").mkdir()
+    run = run_with_stubs(
+        script,
+        tmp_path / "run",
+        {"hostname": "echo pve2", "pvesh": f"[ \"$2\" = /nodes/pve2/storage/homelab-pbs/content ] && echo '{content}'"},
+    )
+    assert run.returncode == 0, run.stderr
+    body = (textfiles / "backups.prom").read_text()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert 'homelab_guest_backup_newest_seconds{vmid="201"} 1764642600\n' in body  # the newest of two
+    assert 'homelab_guest_backup_newest_seconds{vmid="301"} 1764642660\n' in body
+    assert 'homelab_backup_storage_up{storage="homelab-pbs"} 1\n' in body
+    # The storage not answering: said so, and no ages.
+    (tmp_path / "down").mkdir()
+    down = run_with_stubs(script, tmp_path / "down", {"hostname": "echo pve2", "pvesh": "exit 1"})
+    assert down.returncode == 0, down.stderr
+    body = (textfiles / "backups.prom").read_text()
+    assert 'homelab_backup_storage_up{storage="homelab-pbs"} 0\n' in body and "newest_seconds{" not in body

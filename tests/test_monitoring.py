@@ -186,7 +186,7 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
         case("AddressUnreachable", [{"series": f'probe_success{{job="probe-{TCP_MODULE}",instance="{lb}"}}',
                                      "values": "0x10"}], "5m",
              {"severity": "critical", "job": f"probe-{TCP_MODULE}", "instance": lb},
-             f"{lb} does not answer: kube-vip or the workload behind it is down"),
+             f"{lb} does not answer: kube-vip, the workload or the node behind it is down"),
         case("EtcdLeaderChanges", [{"series": "etcd_server_leader_changes_seen_total", "values": "0+1x10"}], "10m",
              {"severity": "warning"}, "etcd changed leader more than 3 times in an hour: a server is flapping"),
         case("UpsOnBattery", [{"series": 'homelab_ups_on_battery{node="pve1"}', "values": "1"}], "0m",
@@ -322,3 +322,35 @@ def test_the_power_dashboard_queries_are_promql_and_read_the_recorded_series(tmp
     mount = server["extraVolumeMounts"][0]["mountPath"]
     assert server["extraArgs"]["vmui.customDashboardsPath"] == mount
     assert server["extraVolumes"][0]["configMap"]["name"] == DASHBOARDS
+
+
+def test_a_guest_whose_newest_copy_is_too_old_or_missing_is_late(tmp_path: Path) -> None:
+    # The home schedule runs nightly: a copy may be 24 h + 3 h old. At 40 h: server 1's newest copy
+    # is 30 h old, server 2's is 2 h old, and server 3 has none.
+    at = 40 * 3600
+    series = [
+        {"series": 'homelab_guest_backup_newest_seconds{vmid="201",node="pve1"}', "values": f"{at - 30 * 3600}x50"},
+        {"series": 'homelab_guest_backup_newest_seconds{vmid="202",node="pve1"}', "values": f"{at - 2 * 3600}x50"},
+    ]
+    guests = {str(g.vm_id): g.name for g in HOME.guests}
+
+    def late(vmid: str) -> dict[str, Any]:
+        return {
+            "exp_labels": {"severity": "warning", "vmid": vmid, "guest": guests[vmid]},
+            "exp_annotations": {
+                "summary": f"guest {guests[vmid]} (VM {vmid}) has no copy on PBS as recent as its schedule makes: its "
+                "backup failed or did not run (the job's task log on the node says why)"
+            },
+        }
+
+    backed_up = {str(g.vm_id) for g in HOME.guests if g.name not in HOME.backups.skip}  # type: ignore[union-attr]
+    expected = [late(v) for v in sorted(backed_up - {"202"})]
+    tests = [
+        {
+            "interval": "1h",
+            "input_series": series,
+            "alert_rule_test": [{"alertname": "GuestBackupLate", "eval_time": "40h", "exp_alerts": expected}],
+        }
+    ]
+    out = promtool_test(tmp_path, tests)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,6 +1,6 @@
 # Prometheus' node exporter on this Proxmox node (Debian's package, on :9100), with the CPU
-# package's energy counter (RAPL) readable by it; on the UPS node, the UPS's state as metrics
-# through the exporter's textfile collector. Safe to re-run: files change only when their
+# package's energy counter (RAPL) readable by it; through its textfile collector, the age of
+# each guest's newest backup, and on the UPS node the UPS's state. Safe to re-run: files change only when their
 # content does, and the exporter restarts only then.
 changed=no
 put() { # PATH MODE CONTENT
@@ -27,6 +27,11 @@ if [ -n "$UPS" ]; then
   put /etc/systemd/system/homelab-ups-metrics.service 0644 "$UPS_METRICS_SERVICE"
   put /etc/systemd/system/homelab-ups-metrics.timer 0644 "$UPS_METRICS_TIMER"
 fi
+if [ -n "$BACKUP_METRICS" ]; then
+  put /usr/local/lib/homelab/backup-metrics 0755 "$BACKUP_METRICS"
+  put /etc/systemd/system/homelab-backup-metrics.service 0644 "$BACKUP_METRICS_SERVICE"
+  put /etc/systemd/system/homelab-backup-metrics.timer 0644 "$BACKUP_METRICS_TIMER"
+fi
 if [ "$changed" = yes ]; then
   systemctl daemon-reload
   systemctl restart prometheus-node-exporter.service
@@ -34,6 +39,9 @@ fi
 systemctl enable --now prometheus-node-exporter.service
 if [ -n "$UPS" ]; then
   systemctl enable --now homelab-ups-metrics.timer
+fi
+if [ -n "$BACKUP_METRICS" ]; then
+  systemctl enable --now homelab-backup-metrics.timer
 fi
 # The exporter answers, with the collectors the rules read.
 for ((try = 1; try <= 10; try++)); do
