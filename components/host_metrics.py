@@ -5,7 +5,9 @@ scraper runs, reach them (components/firewall.py)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
+from pathlib import Path
 
 import pulumi
 
@@ -19,6 +21,9 @@ from spec.nodes import Node
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's default for the textfile collector
 UPS_METRICS = "/usr/local/lib/homelab/ups-metrics"
 BACKUP_METRICS = "/usr/local/lib/homelab/backup-metrics"
+RAPL_READABLE = "/usr/local/lib/homelab/rapl-readable"
+RAPL_DROP_IN = "/etc/systemd/system/prometheus-node-exporter.service.d/homelab-rapl.conf"
+UNITS = "/etc/systemd/system"
 
 
 def textfile_units(name: str, what: str, script: str, every: str, after: str) -> tuple[str, str]:
@@ -58,23 +63,38 @@ def ups_metrics_script(cluster: Cluster) -> str:
     return remote.script("ups-metrics", ups=f"{cluster.ups.name}@localhost", textfile_dir=TEXTFILE_DIR)
 
 
+def node_files(cluster: Cluster, node: Node) -> dict[str, tuple[str, str]]:
+    """What NODE gets: path -> (mode, content)."""
+    files = {
+        RAPL_READABLE: ("0755", remote.script("rapl-readable")),
+        RAPL_DROP_IN: ("0644", f"[Service]\nExecStartPre=+{RAPL_READABLE}\n"),
+    }
+    if cluster.backups is not None:
+        # Every node reports the backups' ages (the storage is the cluster's): one down, the others do.
+        files |= {
+            BACKUP_METRICS: ("0755", remote.script("backup-metrics", storage=PBS_STORAGE, textfile_dir=TEXTFILE_DIR)),
+            f"{UNITS}/homelab-backup-metrics.service": ("0644", BACKUP_METRICS_SERVICE),
+            f"{UNITS}/homelab-backup-metrics.timer": ("0644", BACKUP_METRICS_TIMER),
+        }
+    if cluster.ups is not None and cluster.ups.node == node.name:
+        files |= {
+            UPS_METRICS: ("0755", ups_metrics_script(cluster)),
+            f"{UNITS}/homelab-ups-metrics.service": ("0644", UPS_METRICS_SERVICE),
+            f"{UNITS}/homelab-ups-metrics.timer": ("0644", UPS_METRICS_TIMER),
+        }
+    return files
+
+
 def node_metrics_script(cluster: Cluster, node: Node) -> str:
-    ups_here = cluster.ups is not None and cluster.ups.node == node.name
-    # Every node reports the backups' ages (the storage is the cluster's): one down, the others do.
-    backups = cluster.backups is not None
+    files = node_files(cluster, node)
+    timers = [Path(path).name for path in files if path.endswith(".timer")]
     return remote.script(
         "node-metrics",
         port=NODE_EXPORTER_PORT,
-        rapl_readable=remote.script("rapl-readable"),
-        ups=f"{cluster.ups.name}@localhost" if ups_here and cluster.ups is not None else "",
-        ups_metrics=ups_metrics_script(cluster) if ups_here else "",
-        ups_metrics_service=UPS_METRICS_SERVICE if ups_here else "",
-        ups_metrics_timer=UPS_METRICS_TIMER if ups_here else "",
-        backup_metrics=remote.script("backup-metrics", storage=PBS_STORAGE, textfile_dir=TEXTFILE_DIR)
-        if backups
-        else "",
-        backup_metrics_service=BACKUP_METRICS_SERVICE if backups else "",
-        backup_metrics_timer=BACKUP_METRICS_TIMER if backups else "",
+        files="\n".join(
+            f"{path} {mode} {base64.b64encode(text.encode()).decode()}" for path, (mode, text) in files.items()
+        ),
+        timers=" ".join(timers),
     )
 
 

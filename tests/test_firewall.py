@@ -45,8 +45,9 @@ def test_the_firewall_goes_on_after_its_rules_dropping_the_rest() -> None:
     assert on.inputs["enabled"] is True and on.inputs["inputPolicy"] == "DROP"
     [rules] = run.of_type(tokens.FIREWALL_RULES)
     assert rules.urn in on.dependencies
-    # The home stack has a UPS: its secondaries reach upsd on the UPS node.
-    groups = ["homelab-mgmt", "homelab-ceph", "homelab-ping", "homelab-nut"]
+    # The home stack has a UPS (its secondaries reach upsd on the UPS node) and monitoring (the
+    # scraper on the k3s VMs reaches the hosts' exporters).
+    groups = ["homelab-mgmt", "homelab-ceph", "homelab-ping", "homelab-nut", "homelab-metrics"]
     assert [r["securityGroup"] for r in rules.inputs["rules"]] == groups
     assert {g.urn for g in run.of_type(tokens.FIREWALL_GROUP)} <= set(rules.dependencies)
     assert "vmId" not in rules.inputs and "nodeName" not in rules.inputs  # cluster-wide
@@ -65,7 +66,7 @@ def test_a_rule_that_drops_the_deploy_path_is_refused(shape: Shape) -> None:
     assert check(stack) == []
     rules = [*tokens_rules(stack), DROP_SSH]
     [v] = check(edit(stack, "home-firewall-rules", {"rules": rules}, typ=tokens.FIREWALL_RULES))
-    assert v.message.startswith("home-firewall-rules: rule 4 drops TCP 22 from the LAN 10.0.10.0/24 before")
+    assert v.message.startswith("home-firewall-rules: rule 5 drops TCP 22 from the LAN 10.0.10.0/24 before")
     # In a security group too, a range or a whole protocol.
     for bad in (
         {**DROP_SSH, "dport": "8000:8100"},

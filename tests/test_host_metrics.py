@@ -9,6 +9,7 @@ stopped here, by PID.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -18,11 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from components.host_metrics import UPS_METRICS_SERVICE, UPS_METRICS_TIMER, node_metrics_script, ups_metrics_script
+from components.host_metrics import (
+    BACKUP_METRICS,
+    RAPL_DROP_IN,
+    RAPL_READABLE,
+    UPS_METRICS,
+    node_metrics_script,
+    ups_metrics_script,
+)
 from offline.reports import Reports
 from plan.monitoring import MEASURED, rule_groups
 from tests.ceph_cluster import free_port
-from tests.shell import run_with_stubs, systemd_verify
+from tests.shell import run_with_stubs, shellcheck, systemd_verify
 from tests.support import script_param, stack_cluster
 
 HOME = stack_cluster("home")
@@ -87,27 +95,45 @@ def test_a_real_node_exporter_serves_what_the_rules_read(tmp_path: Path) -> None
 
 
 def test_the_hosts_units_are_what_systemd_loads(tmp_path: Path) -> None:
-    for name, unit in (
-        ("homelab-ups-metrics.service", UPS_METRICS_SERVICE),
-        ("homelab-ups-metrics.timer", UPS_METRICS_TIMER),
-    ):
+    files = installed("pve1")
+    units = {Path(p).name: text for p, text in files.items() if p.endswith((".service", ".timer"))}
+    assert set(units) == {f"homelab-{k}-metrics.{t}" for k in ("ups", "backup") for t in ("service", "timer")}
+    for name, unit in units.items():
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "homelab-ups-metrics.service").write_text(UPS_METRICS_SERVICE)
+        # A timer starts the service of its name: systemd checks that one too.
+        service = name.replace(".timer", ".service")
+        (folder / service).write_text(units[service])
         path = folder / name
         path.write_text(unit)
-        assert systemd_verify(path, folder, ["/usr/local/lib/homelab/ups-metrics"]) == "0:", name
+        assert systemd_verify(path, folder, [UPS_METRICS, BACKUP_METRICS]) == "0:", name
 
 
-def test_only_the_ups_node_writes_the_ups_state() -> None:
-    on_ups = node_metrics_script(HOME, HOME.node("pve1"))
-    elsewhere = node_metrics_script(HOME, HOME.node("pve2"))
-    assert script_param(on_ups, "UPS") == "ups@localhost" and "upsc" in script_param(on_ups, "UPS_METRICS")
-    assert script_param(elsewhere, "UPS") == "" and script_param(elsewhere, "UPS_METRICS") == ""
+def test_the_installed_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    files = installed("pve1")
+    scripts = {p: text for p, text in files.items() if p.startswith("/usr/local/lib/homelab/")}
+    assert set(scripts) == {UPS_METRICS, BACKUP_METRICS, RAPL_READABLE}
+    assert shellcheck(scripts, tmp_path) == {p: [] for p in scripts}
+
+
+def installed(node: str) -> dict[str, str]:
+    """The files the program puts on NODE for its metrics: path -> content."""
+    lines = script_param(node_metrics_script(HOME, HOME.node(node)), "FILES").splitlines()
+    return {path: base64.b64decode(data).decode() for path, _mode, data in (line.split() for line in lines)}
+
+
+def test_only_the_ups_node_writes_the_ups_state_and_every_node_the_backups() -> None:
+    on_ups, elsewhere = installed("pve1"), installed("pve2")
+    assert "upsc" in on_ups[UPS_METRICS] and UPS_METRICS not in elsewhere
+    assert BACKUP_METRICS in on_ups and BACKUP_METRICS in elsewhere
+    timers = script_param(node_metrics_script(HOME, HOME.node("pve1")), "TIMERS").split()
+    assert timers == ["homelab-backup-metrics.timer", "homelab-ups-metrics.timer"]
+    # The exporter's start makes the RAPL counters readable, as root.
+    assert on_ups[RAPL_DROP_IN] == f"[Service]\nExecStartPre=+{RAPL_READABLE}\n"
 
 
 def test_each_guests_newest_backup_is_reported(tmp_path: Path) -> None:
-    script = script_param(node_metrics_script(HOME, HOME.node("pve2")), "BACKUP_METRICS")
+    script = installed("pve2")[BACKUP_METRICS]
     textfiles = tmp_path / "textfile"
     textfiles.mkdir()
     script = script.replace("TEXTFILE_DIR=/var/lib/prometheus/node-exporter", f"TEXTFILE_DIR={textfiles}")
