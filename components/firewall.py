@@ -24,7 +24,7 @@ from pulumi_proxmoxve.cluster.firewall.security import GroupLegacy, GroupLegacyA
 
 from components.nut import NUT_PORT
 from components.stack import waits_for
-from plan.monitoring import CEPH_MGR_PORT, NODE_EXPORTER_PORT
+from plan.monitoring import CEPH_MGR_PORT, NODE_EXPORTER_PORT, PVE_EXPORTER_PORT
 from policies.firewall_checks import DEPLOY_PORTS
 from spec.guests import Guest
 from spec.models import Cluster
@@ -94,13 +94,13 @@ class ProxmoxFirewall(pulumi.ComponentResource):
             groups.append(
                 group(
                     METRICS_GROUP,
-                    "metrics (node exporter, Ceph's mgr) from the k3s VMs, where the scraper runs",
+                    "metrics (node, Ceph and Proxmox exporters) from the k3s VMs, where the scraper runs",
                     [
                         accept(
                             str(g.address),
                             f"metrics from {g.name}",
                             proto="tcp",
-                            dport=f"{NODE_EXPORTER_PORT},{CEPH_MGR_PORT}",
+                            dport=f"{NODE_EXPORTER_PORT},{CEPH_MGR_PORT},{PVE_EXPORTER_PORT}",
                         )
                         for g in scrapers
                     ],

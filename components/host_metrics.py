@@ -13,7 +13,7 @@ import pulumi
 
 from components import remote
 from components.stack import Access
-from plan.monitoring import NODE_EXPORTER_PORT
+from plan.monitoring import NODE_EXPORTER_PORT, PVE_EXPORTER_PORT
 from spec.backups import PBS_STORAGE
 from spec.models import Cluster
 from spec.nodes import Node
@@ -24,6 +24,29 @@ BACKUP_METRICS = "/usr/local/lib/homelab/backup-metrics"
 RAPL_READABLE = "/usr/local/lib/homelab/rapl-readable"
 RAPL_DROP_IN = "/etc/systemd/system/prometheus-node-exporter.service.d/homelab-rapl.conf"
 UNITS = "/etc/systemd/system"
+# renovate: datasource=pypi depName=prometheus-pve-exporter
+PVE_EXPORTER_VERSION = "3.10.2"
+PVE_EXPORTER_VENV = "/opt/homelab/pve-exporter"
+PVE_EXPORTER_CONFIG = "/etc/prometheus/pve.yml"
+PVE_EXPORTER_UNIT = f"{UNITS}/homelab-pve-exporter.service"
+METRICS_USER = "metrics@pve"
+PVE_EXPORTER_SERVICE = f"""[Unit]
+Description=homelab: the Proxmox VE exporter (read-only token)
+After=pve-cluster.service network-online.target
+Wants=network-online.target
+
+[Service]
+User=prometheus
+ExecStart={PVE_EXPORTER_VENV}/bin/pve_exporter --config.file={PVE_EXPORTER_CONFIG} \\
+  --web.listen-address=[::]:{PVE_EXPORTER_PORT}
+Restart=on-failure
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def textfile_units(name: str, what: str, script: str, every: str, after: str) -> tuple[str, str]:
@@ -98,6 +121,19 @@ def node_metrics_script(cluster: Cluster, node: Node) -> str:
     )
 
 
+def pve_exporter_script() -> str:
+    return remote.script(
+        "pve-exporter",
+        venv=PVE_EXPORTER_VENV,
+        version=PVE_EXPORTER_VERSION,
+        metrics_user=METRICS_USER,
+        config=PVE_EXPORTER_CONFIG,
+        unit=PVE_EXPORTER_UNIT,
+        unit_text=PVE_EXPORTER_SERVICE.rstrip("\n"),
+        port=PVE_EXPORTER_PORT,
+    )
+
+
 class HostMetrics(pulumi.ComponentResource):
     """The node exporter on each node (after NUT, on the UPS node), and Ceph's exporter."""
 
@@ -111,11 +147,19 @@ class HostMetrics(pulumi.ComponentResource):
     ) -> None:
         super().__init__("homelab:monitoring:HostMetrics", f"{cluster.name}-host-metrics", None, opts)
         for node in cluster.nodes:
-            remote.run(
+            exporter = remote.run(
                 f"{node.name}-node-exporter",
                 access.connection(str(node.address)),
                 node_metrics_script(cluster, node),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            )
+            # HA's state, guests, storage: the cluster's API, read-only (it runs as the node
+            # exporter's `prometheus` user, which that package made).
+            remote.run(
+                f"{node.name}-pve-exporter",
+                access.connection(str(node.address)),
+                pve_exporter_script(),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[exporter]),
             )
         first = cluster.nodes[0]
         # The module serves on every mgr, the active one with the cluster's metrics (:9283).

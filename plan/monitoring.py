@@ -21,6 +21,7 @@ from spec.models import Cluster
 
 NODE_EXPORTER_PORT = 9100
 CEPH_MGR_PORT = 9283
+PVE_EXPORTER_PORT = 9221
 ETCD_METRICS_PORT = 2381  # k3s `etcd-expose-metrics`: plain HTTP on the server's address
 API_PORT = 6443
 # Blackbox exporter's modules (its config: components/monitoring.py).
@@ -59,9 +60,12 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
         {"targets": [f"{cluster.node(m).address}:{CEPH_MGR_PORT}"], "labels": {"node": m}}
         for m in cluster.ceph.monitors
     ]
+    pves = [{"targets": [f"{n.address}:{PVE_EXPORTER_PORT}"], "labels": {"node": n.name}} for n in cluster.nodes]
     jobs: list[dict[str, Any]] = [
         {"job_name": "node", "static_configs": nodes},
         {"job_name": "ceph", "honor_labels": True, "static_configs": mgrs},
+        # Each node's exporter reads the cluster's API on its own loopback: any one answers for all.
+        {"job_name": "pve", "metrics_path": "/pve", "params": {"target": ["localhost"]}, "static_configs": pves},
     ]
     if cluster.k3s is not None:
         servers = [
@@ -221,6 +225,34 @@ def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
             60,
             "warning",
             "the certificate of {{ $labels.instance }} expires in less than 3 weeks",
+        ),
+    ]
+    # HA's state of each guest and node, as any node's exporter reads it (the max: one answer).
+
+    def ha(states: str) -> str:
+        return f'max by (id, state) (pve_ha_state{{state=~"{states}"}}) == 1'
+
+    rules += [
+        alert(
+            "HaFencing",
+            ha("fence|recovery"),
+            1,
+            "critical",
+            "HA is fencing or recovering {{ $labels.id }}: a node was lost and its guests move",
+        ),
+        alert(
+            "HaError",
+            ha("error"),
+            1,
+            "critical",
+            "HA put {{ $labels.id }} in error (a failed start or migration): ha-manager status says why",
+        ),
+        alert(
+            "HaMigrationStuck",
+            ha("migrate|relocate"),
+            15,
+            "warning",
+            "{{ $labels.id }} has been moving for 15 minutes",
         ),
     ]
     if cluster.k3s is not None:

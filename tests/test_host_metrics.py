@@ -21,16 +21,21 @@ import pytest
 
 from components.host_metrics import (
     BACKUP_METRICS,
+    METRICS_USER,
+    PVE_EXPORTER_SERVICE,
+    PVE_EXPORTER_VENV,
+    PVE_EXPORTER_VERSION,
     RAPL_DROP_IN,
     RAPL_READABLE,
     UPS_METRICS,
     node_metrics_script,
+    pve_exporter_script,
     ups_metrics_script,
 )
 from offline.reports import Reports
 from plan.monitoring import MEASURED, rule_groups
 from tests.ceph_cluster import free_port
-from tests.shell import run_with_stubs, shellcheck, systemd_verify
+from tests.shell import ScriptRun, run_with_stubs, shellcheck, systemd_verify
 from tests.support import script_param, stack_cluster
 
 HOME = stack_cluster("home")
@@ -161,3 +166,57 @@ def test_each_guests_newest_backup_is_reported(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     body = (textfiles / "backups.prom").read_text()
     assert 'homelab_backup_storage_up{storage="homelab-pbs"} 0\n' in body and "newest_seconds{" not in body
+
+
+def test_the_pve_exporters_unit_is_what_systemd_loads(tmp_path: Path) -> None:
+    unit = tmp_path / "homelab-pve-exporter.service"
+    unit.write_text(PVE_EXPORTER_SERVICE)
+    assert systemd_verify(unit, tmp_path, [f"{PVE_EXPORTER_VENV}/bin/pve_exporter"]) == "0:"
+
+
+def run_pve_exporter(tmp_path: Path, config_exists: bool, token_exists: bool) -> ScriptRun:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = tmp_path / "pve.yml"
+    if config_exists:
+        config.write_text("default: {}\n")
+    script = pve_exporter_script()
+    for name, value in (("CONFIG", config), ("UNIT", tmp_path / "unit"), ("VENV", tmp_path / "venv")):
+        script = re.sub(rf"^{name}=.*$", f"{name}='{value}'", script, count=1, flags=re.MULTILINE)
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    (tmp_path / "venv/bin/pve_exporter").write_text("#!/bin/sh\n")
+    (tmp_path / "venv/bin/pve_exporter").chmod(0o755)
+    (tmp_path / "venv/bin/pip").write_text(f"#!/bin/sh\necho 'Version: {PVE_EXPORTER_VERSION}'\n")
+    (tmp_path / "venv/bin/pip").chmod(0o755)
+    tokens = '[{"tokenid":"pve2"}]' if token_exists else "[]"
+    stubs = {
+        "hostname": "echo pve2",
+        "pveum": (
+            'case "$1 $2" in\n'
+            '"user list") echo \'[{"userid":"metrics@pve"}]\' ;;\n'
+            f'"user token") case "$3" in list) echo \'{tokens}\' ;;\n'
+            'add) echo \'{"value":"s3cret-uuid"}\' ;; esac ;;\n'
+            "esac"
+        ),
+        "chgrp": "true",
+        "systemctl": "true",
+        "curl": "echo 'pve_up{id=\"node/pve2\"} 1.0'",
+    }
+    (tmp_path / "run").mkdir()
+    return run_with_stubs(script, tmp_path / "run", stubs)
+
+
+def test_the_pve_exporter_gets_a_read_only_token_of_its_own_once(tmp_path: Path) -> None:
+    fresh = run_pve_exporter(tmp_path / "fresh", config_exists=False, token_exists=False)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.called("pveum", "user", "token", "add", METRICS_USER, "pve2", "--privsep", "1", "--comment",
+                        "the pve exporter on pve2", "--output-format", "json")  # fmt: skip
+    assert fresh.called("pveum", "acl", "modify", "/", "--roles", "PVEAuditor", "--tokens", f"{METRICS_USER}!pve2")
+    assert fresh.called("pveum", "acl", "modify", "/", "--roles", "PVEAuditor", "--users", METRICS_USER)
+    config = (tmp_path / "fresh/pve.yml").read_text()
+    assert 'token_value: "s3cret-uuid"' in config and "user: metrics@pve" in config
+    assert oct((tmp_path / "fresh/pve.yml").stat().st_mode & 0o777) == "0o640"
+    # A re-run with its config and its token in place keeps both.
+    again = run_pve_exporter(tmp_path / "again", config_exists=True, token_exists=True)
+    assert again.returncode == 0, again.stderr
+    assert not [c for c in again.calls if c[:4] == ["pveum", "user", "token", "add"]]
+    assert not [c for c in again.calls if c[:4] == ["pveum", "user", "token", "remove"]]

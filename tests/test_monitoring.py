@@ -174,6 +174,14 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
 
     tests = [
         case("Watchdog", [], "1m", {"severity": "none"}, "the alerting pipeline works"),
+        # Every node's exporter says the same: one alert, not one per node.
+        case("HaFencing", [{"series": f'pve_ha_state{{id="qemu/201",state="fence",node="{n}"}}', "values": "1x5"}
+                           for n in ("pve1", "pve2")], "3m",
+             {"severity": "critical", "id": "qemu/201", "state": "fence"},
+             "HA is fencing or recovering qemu/201: a node was lost and its guests move"),
+        case("HaError", [{"series": 'pve_ha_state{id="qemu/202",state="error",node="pve3"}', "values": "1x5"}], "3m",
+             {"severity": "critical", "id": "qemu/202", "state": "error"},
+             "HA put qemu/202 in error (a failed start or migration): ha-manager status says why"),
         case("NodeDown", [{"series": 'up{job="node",node="pve2"}', "values": "0x10"}], "5m",
              {"severity": "critical", "job": "node", "node": "pve2"}, "Proxmox node pve2 does not answer"),
         case("CephNotHealthy", [{"series": "ceph_health_status", "values": "1x10"}], "10m", {"severity": "warning"},
