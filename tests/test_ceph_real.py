@@ -13,6 +13,8 @@ import json
 import os
 import re
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,10 @@ from typing import Any
 import pytest
 
 from offline.harness import Resource
+from plan.monitoring import alert_rules
 from policies import tokens
-from tests.ceph_cluster import CephCluster, ceph_cluster, missing_commands
-from tests.support import program
+from tests.ceph_cluster import CephCluster, ceph_cluster, free_port, missing_commands
+from tests.support import program, stack_cluster
 
 MISSING = missing_commands()
 pytestmark = pytest.mark.skipif(
@@ -134,6 +137,41 @@ def test_the_declared_pools_are_accepted_and_reach_active_clean(
     states = cluster.pg_states()
     print(f"pools {sorted(pools)}, PGs {states}")
     assert set(states) == {"active+clean"}
+
+
+# --- Ceph's own exporter ------------------------------------------------------------------------
+
+
+def test_cephs_exporter_serves_what_the_alerts_read(
+    cluster: CephCluster, pools: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The program's ceph-prometheus script turns on the mgr module; one scrape of it carries the
+    metrics the Ceph alerts read (plan/monitoring.py), from the real mgr."""
+    port = free_port()
+    cluster.ceph("config", "set", "mgr", "mgr/prometheus/server_addr", "127.0.0.1")
+    cluster.ceph("config", "set", "mgr", "mgr/prometheus/server_port", str(port))
+    try:
+        done = run_script(cluster, script("home-ceph-prometheus"), tmp_path / "ceph-prometheus.sh")
+        assert done.returncode == 0, done.stdout + done.stderr
+        body = ""
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    body = response.read().decode()
+                if "ceph_health_status" in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        served = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
+        typed = set(re.findall(r"^# TYPE (\S+) ", body, re.MULTILINE))
+        alerts = str(alert_rules(stack_cluster("home"), 30))
+        read = set(re.findall(r"\b(ceph_\w+)\b", alerts)) - {"ceph_daemon"}  # a label, not a metric
+        assert read == {"ceph_health_status", "ceph_osd_up", "ceph_health_detail"}
+        assert read <= served | typed, sorted(served)
+        assert 'ceph_osd_up{ceph_daemon="osd.0"} 1.0' in body
+    finally:
+        cluster.ceph("mgr", "module", "disable", "prometheus", check=False)
 
 
 # --- the Kubernetes client ---------------------------------------------------------------------
