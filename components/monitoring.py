@@ -37,6 +37,7 @@ from plan.monitoring import (
     rule_groups,
     scrape_config,
 )
+from plan.platform_load import METRICS_STACK
 from plan.power import ClusterDraw
 from spec.models import Cluster
 from spec.monitoring import WATCHDOG_URL
@@ -60,8 +61,10 @@ ALERTMANAGER_FILE = "alertmanager.yml"
 SECRET_MOUNT = "/etc/alertmanager-secret"
 
 
-def resources(cpu_millicores: int, memory_mib: int) -> dict[str, dict[str, str]]:
-    """Requests the scheduler counts, and a memory limit at twice them (a leak stops there)."""
+def resources(name: str) -> dict[str, dict[str, str]]:
+    """Requests the scheduler counts (and the power model: plan/platform_load.py), and a memory
+    limit at twice them (a leak stops there)."""
+    cpu_millicores, memory_mib = METRICS_STACK[name]
     return {
         "requests": {"cpu": f"{cpu_millicores}m", "memory": f"{memory_mib}Mi"},
         "limits": {"memory": f"{memory_mib * 2}Mi"},
@@ -75,7 +78,7 @@ def vmsingle_values(cluster: Cluster) -> dict[str, Any]:
             "fullnameOverride": VMSINGLE,
             "retentionPeriod": f"{cluster.monitoring.retention_days}d",
             "persistentVolume": {"enabled": True, "size": "10Gi", "storageClassName": STORAGE_CLASS},
-            "resources": resources(100, 256),
+            "resources": resources(VMSINGLE),
             "scrape": {"enabled": True, "config": scrape_config(cluster, f"{BLACKBOX}:9115")},
             # vmui's Dashboards tab: measured against modelled watts (no Grafana to run).
             "extraArgs": {"vmui.customDashboardsPath": DASHBOARDS_MOUNT},
@@ -96,7 +99,7 @@ def vmalert_values(cluster: Cluster, draw: ClusterDraw) -> dict[str, Any]:
             "remoteWrite": {"url": store},
             "remoteRead": {"url": store},
             "notifier": {"url": f"http://{ALERTMANAGER}:9093"},
-            "resources": resources(50, 64),
+            "resources": resources(VMALERT),
             "config": {"alerts": rule_groups(cluster, draw, cluster.monitoring.power_alert_minutes)},
         },
         "alertmanager": {"enabled": False},
@@ -119,7 +122,7 @@ def alertmanager_values() -> dict[str, Any]:
             }
         ],
         "persistence": {"enabled": True, "size": "1Gi", "storageClass": STORAGE_CLASS},
-        "resources": resources(20, 64),
+        "resources": resources(ALERTMANAGER),
     }
 
 
@@ -137,7 +140,7 @@ def blackbox_values() -> dict[str, Any]:
                 },
             }
         },
-        "resources": resources(10, 32),
+        "resources": resources(BLACKBOX),
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from plan.capacity import Busy, busy_cores
+from plan.platform_load import platform_hosts, platform_millicores
 from spec.guests import Guest
 from spec.models import Cluster
 from spec.nodes import Node
@@ -56,9 +57,9 @@ class ClusterDraw:
         return self.kwh_per_month * self.price_per_kwh
 
 
-def node_draw(node: Node, guests: Iterable[Busy]) -> NodeDraw:
+def node_draw(node: Node, guests: Iterable[Busy], extra_cores: float = 0.0) -> NodeDraw:
     hw = node.hardware
-    busy = sum(busy_cores(g) for g in guests)
+    busy = sum(busy_cores(g) for g in guests) + extra_cores
     utilisation = min(1.0, busy / hw.cores)
     watts = hw.idle_watts + (hw.max_watts - hw.idle_watts) * utilisation
     return NodeDraw(node.name, hw.idle_watts, hw.max_watts, utilisation, watts)
@@ -72,7 +73,13 @@ def cluster_draw(cluster: Cluster, placement: Mapping[str, str], down: str | Non
         node = placement.get(guest.name)
         if node in on_node:
             on_node[node].append(guest)
-    draws = [node_draw(n, on_node[n.name]) for n in cluster.nodes if n.name != down]
+    # The cluster's own services on k3s (plan/platform_load.py) busy the VMs that run them,
+    # an equal share on each: their requested CPU, on the nodes those VMs run on.
+    hosts = [name for name in platform_hosts(cluster) if placement.get(name) in on_node]
+    extra: dict[str, float] = {}
+    for name in hosts:
+        extra[placement[name]] = extra.get(placement[name], 0.0) + platform_millicores(cluster) / 1000 / len(hosts)
+    draws = [node_draw(n, on_node[n.name], extra.get(n.name, 0.0)) for n in cluster.nodes if n.name != down]
     host = cluster.backups.pbs.host if cluster.backups is not None else None
     if host is not None:
         # On all day and idle nearly all of it: a nightly backup is minutes of disk writes.

@@ -130,9 +130,9 @@ def test_power_budget_gives_figures_per_node(shape: Shape) -> None:
     config = config_with("home", patched(stack_data("home"), {"power.budget_watts": 27}))
     v = only(check(full_stack("home", shape), config=config), "power-budget")
     assert v.mandatory and v.resource == ""
-    # The shipped guests model at 33.7 W: 7 W idle per node plus their expected load, and the
-    # backup host's 5 W.
-    assert "the cluster would draw 33.7 W, over the budget of 27 W (power.budget_watts) by 6.7 W" in v.message
+    # The shipped guests model at 34.2 W: 7 W idle per node plus their expected load and the
+    # metrics stack's, and the backup host's 5 W.
+    assert "the cluster would draw 34.2 W, over the budget of 27 W (power.budget_watts) by 7.2 W" in v.message
     for node in ("pve1", "pve2", "pve3"):
         assert f"{node} " in v.message
     assert "backup host 5.0 W = idle 5 W + 0.0 W at 0% busy (no guests)" in v.message
@@ -156,11 +156,11 @@ def test_a_parked_guest_draws_nothing() -> None:
     server = next(g for g, node in before.placement.items() if node == "pve1" and g.startswith("k3s-server"))
     assert drained.parked == {server}
     assert server not in {g.name for g in drained.running}
-    # Its 0.8 W of expected load leaves the modelled draw: 33.0 W, not the 33.7 W with it running.
+    # Its 0.8 W of expected load leaves the modelled draw: 33.4 W, not the 34.2 W with it running.
     tight = _with_maintenance(stack_cluster("home"), "pve1")
     tight = tight.model_copy(update={"power": tight.power.model_copy(update={"budget_watts": 1})})
     ((message, _),) = plan_checks.check_power_budget(tight)
-    assert message.startswith("the cluster would draw 33.0 W, over the budget of 1 W")
+    assert message.startswith("the cluster would draw 33.4 W, over the budget of 1 W")
 
 
 def _with_maintenance(cluster: Cluster, node: str) -> Cluster:

@@ -33,10 +33,10 @@ def test_home_stack_figures() -> None:
     assert draw.idle_watts == 26
     assert 26 < draw.watts < 75
     assert draw.within_budget
-    # 33.74375 W all month long (730 h, a year's 8760 h / 12): 24.63 kWh, 7.88 EUR at 0.32 EUR/kWh.
-    assert draw.watts == pytest.approx(33.74375)
-    assert draw.kwh_per_month == pytest.approx(24.6329, abs=1e-4)
-    assert draw.cost_per_month == pytest.approx(7.8825, abs=1e-4)
+    # 34.21625 W all month long (730 h, a year's 8760 h / 12): 24.98 kWh, 7.99 EUR at 0.32 EUR/kWh.
+    assert draw.watts == pytest.approx(34.21625)
+    assert draw.kwh_per_month == pytest.approx(24.9779, abs=1e-4)
+    assert draw.cost_per_month == pytest.approx(7.9929, abs=1e-4)
     assert draw.budget_watts == 75 and [n.node for n in draw.nodes] == ["pve1", "pve2", "pve3", BACKUP_HOST]
 
 
@@ -46,10 +46,10 @@ def test_over_budget_is_detected() -> None:
 
 
 def test_a_draw_exactly_at_the_budget_is_within_it() -> None:
-    # 33.74375 W is exact in binary floating point: a budget of exactly that is met, a hair less is not.
-    at = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 33.74375}))
+    # The model's sum is the float of 34.21625: a budget of exactly that is met, a hair less is not.
+    at = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 34.21625}))
     assert cluster_draw(at, plan_guests(at).where).within_budget
-    under = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 33.7437}))
+    under = parse_cluster(patched(stack_data("home"), {"power.budget_watts": 34.2162}))
     assert not cluster_draw(under, plan_guests(under).where).within_budget
 
 
@@ -58,3 +58,19 @@ def test_a_down_node_draws_nothing() -> None:
     draw = cluster_draw(cluster, plan_guests(cluster).where, down="pve1")
     # The backup host is not a node of the cluster: it stays on.
     assert [n.node for n in draw.nodes] == ["pve2", "pve3", BACKUP_HOST]
+
+
+def test_the_metrics_stack_busies_the_k3s_agents_hosts() -> None:
+    cluster = stack_cluster("home")
+    placement = plan_guests(cluster).where
+    with_stack = cluster_draw(cluster, placement)
+    without = cluster_draw(cluster.model_copy(update={"monitoring": None}), placement)
+    # 180 millicores requested, half on each agent's host (pve1, pve2): 0.09 of 8 cores of 21 W.
+    for node in ("pve1", "pve2"):
+        added = next(d.watts for d in with_stack.nodes if d.node == node) - next(
+            d.watts for d in without.nodes if d.node == node
+        )
+        assert added == pytest.approx(0.09 / 8 * 21)
+    assert next(d.watts for d in with_stack.nodes if d.node == "pve3") == next(
+        d.watts for d in without.nodes if d.node == "pve3"
+    )
