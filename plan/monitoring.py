@@ -22,6 +22,7 @@ from spec.models import Cluster
 NODE_EXPORTER_PORT = 9100
 CEPH_MGR_PORT = 9283
 PVE_EXPORTER_PORT = 9221
+POWER_METER_JOB = "power-meter"
 ETCD_METRICS_PORT = 2381  # k3s `etcd-expose-metrics`: plain HTTP on the server's address
 API_PORT = 6443
 # Blackbox exporter's modules (its config: components/monitoring.py).
@@ -67,6 +68,17 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
         # Each node's exporter reads the cluster's API on its own loopback: any one answers for all.
         {"job_name": "pve", "metrics_path": "/pve", "params": {"target": ["localhost"]}, "static_configs": pves},
     ]
+    meters = [(n.name, n.hardware.power_meter) for n in cluster.nodes if n.hardware.power_meter is not None]
+    for name, meter in meters:
+        jobs.append(
+            {
+                "job_name": f"{POWER_METER_JOB}-{name}",
+                "metrics_path": meter.metrics_path,
+                "static_configs": [{"targets": [meter.target], "labels": {"node": name}}],
+                # One job name for all plugs in the rules: the rules read `job="power-meter"`.
+                "relabel_configs": [{"target_label": "job", "replacement": POWER_METER_JOB}],
+            }
+        )
     if cluster.k3s is not None:
         servers = [
             {"targets": [f"{cluster.guest(s).address}:{ETCD_METRICS_PORT}"], "labels": {"server": s}}
@@ -131,16 +143,18 @@ def power_rules(cluster: Cluster, draw: ClusterDraw) -> list[Rule]:
     modelled = {d.node: d.watts for d in draw.nodes if d.node != BACKUP_HOST}
     rules: list[Rule] = []
     for node in cluster.nodes:
-        baseline = node.hardware.baseline_watts
-        rules.append(
-            {
-                "record": MEASURED,
-                # All RAPL package domains of the node (a board may have more than one), as watts.
-                "expr": f'sum(rate(node_rapl_package_joules_total{{job="node",node="{node.name}"}}[5m])) '
-                f"+ {baseline:g}",
-                "labels": {"node": node.name},
-            }
-        )
+        meter = node.hardware.power_meter
+        if meter is not None:
+            # The plug's own reading at the wall: everything the node draws.
+            expr = f'max({meter.metric}{{job="{POWER_METER_JOB}",node="{node.name}"}})'
+        else:
+            # All RAPL package domains of the node (a board may have more than one), as watts,
+            # and the rest of the node from the spec.
+            expr = (
+                f'sum(rate(node_rapl_package_joules_total{{job="node",node="{node.name}"}}[5m])) '
+                f"+ {node.hardware.baseline_watts:g}"
+            )
+        rules.append({"record": MEASURED, "expr": expr, "labels": {"node": node.name}})
         rules.append({"record": MODELLED, "expr": f"vector({modelled[node.name]:.2f})", "labels": {"node": node.name}})
     host = cluster.backups.pbs.host if cluster.backups is not None else None
     if host is not None:

@@ -16,6 +16,16 @@ class Nic(Model):
     speed_gbps: Annotated[float, Field(gt=0)] = 2.5
 
 
+class PowerMeter(Model):
+    """A plug with a Prometheus endpoint (Tasmota's or Shelly's exporter, an ESPHome device...)."""
+
+    # host:port of its metrics page, on the LAN.
+    target: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}$")]
+    metrics_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = "/metrics"
+    # The metric that holds the watts it measures now (the plug's docs name it).
+    metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+
+
 class Hardware(Model):
     model: str = ""
     cores: Annotated[int, Field(ge=1)]
@@ -23,6 +33,9 @@ class Hardware(Model):
     idle_watts: Watts
     max_watts: Watts
     nics: list[Nic] = Field(min_length=1)
+    # A smart plug that measures the node at the wall, read as Prometheus metrics: its reading is
+    # the node's measured draw (in place of RAPL and platform_watts).
+    power_meter: PowerMeter | None = None
     # What the node draws besides its CPU package (board, RAM, disks, NICs, fan, the power
     # supply's loss): added to the package's RAPL reading to make its measured draw. None: 60 %
     # of idle_watts, a mini PC's usual share until calibrated (README, "Calibrating the model").

@@ -362,3 +362,32 @@ def test_a_guest_whose_newest_copy_is_too_old_or_missing_is_late(tmp_path: Path)
     ]
     out = promtool_test(tmp_path, tests)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_node_with_a_smart_plug_is_measured_at_the_wall(tmp_path: Path) -> None:
+    meter = {"target": "10.0.10.90:80", "metric": "tasmota_power_watts"}
+    cluster = parse_cluster(patched(stack_data("home"), {"nodes[2].hardware.power_meter": meter}))
+    draw = Reports.of(cluster).draw
+    rules = write(tmp_path / "rules.yml", rule_groups(cluster, draw, 30))
+    config = write(tmp_path / "prometheus.yml", scrape_config(cluster, "blackbox:9115") | {"rule_files": [str(rules)]})
+    out = run(tool("promtool"), "check", "config", str(config), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    [job] = [j for j in scrape_config(cluster, "b:1")["scrape_configs"] if j["job_name"] == "power-meter-pve3"]
+    assert job["static_configs"] == [{"targets": ["10.0.10.90:80"], "labels": {"node": "pve3"}}]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'tasmota_power_watts{job="power-meter",node="pve3"}', "values": "12.5x20"},
+                # The plug's node: its RAPL counter is not what is read.
+                {"series": 'node_rapl_package_joules_total{job="node",node="pve3"}', "values": "0+600x20"},
+            ],
+            "promql_expr_test": [
+                {"expr": f'{MEASURED}{{node="pve3"}}', "eval_time": "10m",
+                 "exp_samples": [{"labels": f'{MEASURED}{{node="pve3"}}', "value": 12.5}]},
+            ],
+        }
+    ]  # fmt: skip
+    doc = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}
+    out = run(tool("promtool"), "test", "rules", str(write(tmp_path / "t.yml", doc)), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
