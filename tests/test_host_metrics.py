@@ -143,8 +143,9 @@ def test_each_guests_newest_backup_is_reported(tmp_path: Path) -> None:
     textfiles.mkdir()
     script = script.replace("TEXTFILE_DIR=/var/lib/prometheus/node-exporter", f"TEXTFILE_DIR={textfiles}")
     content = (
-        '[{"volid":"homelab-pbs:backup/vm/201/2026-12-01T02:30:00Z","vmid":201,"ctime":1764556200},'
-        '{"volid":"homelab-pbs:backup/vm/201/2026-12-02T02:30:00Z","vmid":201,"ctime":1764642600},'
+        # The newest first: the order the API gives is not the age.
+        '[{"volid":"homelab-pbs:backup/vm/201/2026-12-02T02:30:00Z","vmid":201,"ctime":1764642600},'
+        '{"volid":"homelab-pbs:backup/vm/201/2026-12-01T02:30:00Z","vmid":201,"ctime":1764556200},'
         '{"volid":"homelab-pbs:backup/ct/301/2026-12-02T02:31:00Z","vmid":301,"ctime":1764642660}]'
     )
     (tmp_path / "run").mkdir()

@@ -305,6 +305,13 @@ def test_no_watchdog_is_refused() -> None:
     edited = edit(stack, VMALERT, {"values.server.config.alerts.groups": quiet}, typ=tokens.HELM_RELEASE)
     [v] = coverage(edited)
     assert v.message.startswith("vmalert has no Watchdog alert (expr vector(1))")
+    # Named otherwise, the same rule is not the Watchdog Alertmanager routes to the switch.
+    renamed = [
+        {**g, "rules": [{**r, "alert": "Heartbeat"} if r.get("alert") == "Watchdog" else r for r in g["rules"]]}
+        for g in groups
+    ]
+    edited = edit(stack, VMALERT, {"values.server.config.alerts.groups": renamed}, typ=tokens.HELM_RELEASE)
+    assert [v.message[:30] for v in coverage(edited)] == ["vmalert has no Watchdog alert "]
 
 
 def test_the_power_dashboard_queries_are_promql_and_read_the_recorded_series(tmp_path: Path) -> None:
