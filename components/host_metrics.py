@@ -41,6 +41,9 @@ ExecStart={PVE_EXPORTER_VENV}/bin/pve_exporter --config.file={PVE_EXPORTER_CONFI
   --web.listen-address=[::]:{PVE_EXPORTER_PORT}
 Restart=on-failure
 NoNewPrivileges=yes
+# gunicorn's workers make a temporary file each: a private /tmp, as ProtectSystem=strict makes
+# every other path read-only.
+PrivateTmp=yes
 ProtectSystem=strict
 ProtectHome=yes
 

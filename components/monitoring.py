@@ -12,6 +12,7 @@ What is scraped, alerted on and compared (watts) is plan/monitoring.py; this is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -80,8 +81,10 @@ def vmsingle_values(cluster: Cluster) -> dict[str, Any]:
             "persistentVolume": {"enabled": True, "size": "10Gi", "storageClassName": STORAGE_CLASS},
             "resources": resources(VMSINGLE),
             "scrape": {"enabled": True, "config": scrape_config(cluster, f"{BLACKBOX}:9115")},
-            # vmui's Dashboards tab: measured against modelled watts (no Grafana to run).
-            "extraArgs": {"vmui.customDashboardsPath": DASHBOARDS_MOUNT},
+            # vmui's Dashboards tab: measured against modelled watts (no Grafana to run). The
+            # scrape config is re-read each minute: the chart does not restart the pod when it
+            # changes, and vmsingle does not check by default (lib/promscrape/scraper.go).
+            "extraArgs": {"vmui.customDashboardsPath": DASHBOARDS_MOUNT, "promscrape.configCheckInterval": "1m"},
             "extraVolumes": [{"name": DASHBOARDS, "configMap": {"name": DASHBOARDS}}],
             "extraVolumeMounts": [{"name": DASHBOARDS, "mountPath": DASHBOARDS_MOUNT, "readOnly": True}],
         }
@@ -106,11 +109,18 @@ def vmalert_values(cluster: Cluster, draw: ClusterDraw) -> dict[str, Any]:
     }
 
 
-def alertmanager_values() -> dict[str, Any]:
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def alertmanager_values(config_checksum: pulumi.Input[str] = "") -> dict[str, Any]:
     """The chart's own config off; the one in the Secret instead (the chart's `extraArgs`
-    `config.file` and `extraSecretMounts`, prometheus-community charts/alertmanager)."""
+    `config.file` and `extraSecretMounts`, prometheus-community charts/alertmanager). Alertmanager
+    does not watch that file and the chart's own checksum is of its (empty) ConfigMap: the
+    Secret's checksum on the pod restarts it when the Secret changes."""
     return {
         "fullnameOverride": ALERTMANAGER,
+        "podAnnotations": {"checksum/alertmanager-config": config_checksum},
         "config": {"enabled": False},
         "extraArgs": {"config.file": f"{SECRET_MOUNT}/{ALERTMANAGER_FILE}"},
         "extraSecretMounts": [
@@ -207,7 +217,7 @@ class MetricsStack(pulumi.ComponentResource):
         if cluster.backups is not None and cluster.backups.s3 is not None:
             # VolSync's metrics under a name the scrape config can hold: its chart's own Service
             # is named after the release, which Pulumi names (helm/volsync templates: the pods
-            # carry app.kubernetes.io/name=volsync, kube-rbac-proxy listens on 8443).
+            # carry app.kubernetes.io/name=volsync; the manager serves its metrics on 8443).
             k8s.core.v1.Service(
                 VOLSYNC_METRICS,
                 k8s.core.v1.ServiceInitArgs(
@@ -245,7 +255,13 @@ class MetricsStack(pulumi.ComponentResource):
                 dashboards,
             ),
             release(
-                ALERTMANAGER, "alertmanager", ALERTMANAGER_VERSION, COMMUNITY_REPOSITORY, alertmanager_values(), secret
+                ALERTMANAGER,
+                "alertmanager",
+                ALERTMANAGER_VERSION,
+                COMMUNITY_REPOSITORY,
+                # A digest of a secret reveals nothing of it, and keeps the values out of secrecy.
+                alertmanager_values(pulumi.Output.unsecret(config.apply(sha256_hex))),
+                secret,
             ),
             release(VMALERT, "victoria-metrics-alert", VMALERT_VERSION, VM_REPOSITORY, vmalert_values(cluster, draw)),
         ]

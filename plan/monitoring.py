@@ -95,7 +95,8 @@ def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -
             ]
             jobs.append({"job_name": job, **IN_CLUSTER_AUTH, "static_configs": secured})
         if cluster.backups is not None and cluster.backups.s3 is not None:
-            # VolSync's controller behind its kube-rbac-proxy, through a Service of fixed name
+            # VolSync's controller (its own HTTPS :8443, checking the caller's token against RBAC:
+            # volsync cmd/main.go, --metrics-require-rbac), through a Service of fixed name
             # (components/monitoring.py: the release's own is named after Helm's release name).
             target = f"{VOLSYNC_METRICS}.{VOLSYNC_NAMESPACE}.svc:{VOLSYNC_METRICS_PORT}"
             jobs.append({"job_name": "volsync", **IN_CLUSTER_AUTH, "static_configs": [{"targets": [target]}]})

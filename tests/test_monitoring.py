@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -245,9 +246,14 @@ def test_the_deployed_configs_are_the_checked_ones(tmp_path: Path) -> None:
     am.write_text(text)
     out = run(tool("amtool"), "check-config", str(am), cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    # Alertmanager reads that Secret, not the chart's own config.
+    # Alertmanager reads that Secret, not the chart's own config, and restarts when it changes
+    # (its pod carries the Secret's digest: Alertmanager does not watch the file).
     values = release_values(ALERTMANAGER)
     assert values["config"] == {"enabled": False}
+    rendered = secret.inputs["stringData"][ALERTMANAGER_FILE]
+    assert values["podAnnotations"]["checksum/alertmanager-config"] == hashlib.sha256(rendered.encode()).hexdigest()
+    # vmsingle re-reads its scrape config: the chart does not restart it when the config changes.
+    assert release_values(VMSINGLE)["server"]["extraArgs"]["promscrape.configCheckInterval"] == "1m"
     assert values["extraArgs"]["config.file"].startswith(values["extraSecretMounts"][0]["mountPath"] + "/")
 
 
