@@ -21,6 +21,7 @@ from spec.nodes import Node
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's default for the textfile collector
 UPS_METRICS = "/usr/local/lib/homelab/ups-metrics"
 BACKUP_METRICS = "/usr/local/lib/homelab/backup-metrics"
+TOKEN_METRICS = "/usr/local/lib/homelab/token-metrics"
 RAPL_READABLE = "/usr/local/lib/homelab/rapl-readable"
 RAPL_DROP_IN = "/etc/systemd/system/prometheus-node-exporter.service.d/homelab-rapl.conf"
 UNITS = "/etc/systemd/system"
@@ -79,6 +80,9 @@ WantedBy=timers.target
 UPS_METRICS_SERVICE, UPS_METRICS_TIMER = textfile_units(
     "ups-metrics", "the UPS's state", UPS_METRICS, "15s", "nut-server.service"
 )
+TOKEN_METRICS_SERVICE, TOKEN_METRICS_TIMER = textfile_units(
+    "token-metrics", "each API token's expiry", TOKEN_METRICS, "1h", "pve-cluster.service"
+)
 BACKUP_METRICS_SERVICE, BACKUP_METRICS_TIMER = textfile_units(
     "backup-metrics", "the age of each guest's newest backup", BACKUP_METRICS, "15min", "pve-cluster.service"
 )
@@ -94,6 +98,13 @@ def node_files(cluster: Cluster, node: Node) -> dict[str, tuple[str, str]]:
     files = {
         RAPL_READABLE: ("0755", remote.script("rapl-readable")),
         RAPL_DROP_IN: ("0644", f"[Service]\nExecStartPre=+{RAPL_READABLE}\n"),
+        # Every node reports the tokens' expiry too (the user config is the cluster's).
+        TOKEN_METRICS: (
+            "0755",
+            remote.script("token-metrics", user_cfg="/etc/pve/user.cfg", textfile_dir=TEXTFILE_DIR),
+        ),
+        f"{UNITS}/homelab-token-metrics.service": ("0644", TOKEN_METRICS_SERVICE),
+        f"{UNITS}/homelab-token-metrics.timer": ("0644", TOKEN_METRICS_TIMER),
     }
     if cluster.backups is not None:
         # Every node reports the backups' ages (the storage is the cluster's): one down, the others do.

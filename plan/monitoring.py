@@ -235,6 +235,13 @@ def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
             "{{ $labels.instance }} does not answer: kube-vip, the workload or the node behind it is down",
         ),
         alert(
+            "ApiTokenExpiresSoon",
+            "min by (tokenid) (homelab_api_token_expiry_seconds) - time() < 14 * 86400",
+            60,
+            "warning",
+            "Proxmox API token {{ $labels.tokenid }} expires in less than 2 weeks: renew it (pveum user token modify)",
+        ),
+        alert(
             "CertificateExpiresSoon",
             f'probe_ssl_earliest_cert_expiry{{job="probe-{TLS_MODULE}"}} - time() < 21 * 86400',
             60,

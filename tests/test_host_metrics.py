@@ -27,6 +27,7 @@ from components.host_metrics import (
     PVE_EXPORTER_VERSION,
     RAPL_DROP_IN,
     RAPL_READABLE,
+    TOKEN_METRICS,
     UPS_METRICS,
     node_metrics_script,
     pve_exporter_script,
@@ -102,7 +103,8 @@ def test_a_real_node_exporter_serves_what_the_rules_read(tmp_path: Path) -> None
 def test_the_hosts_units_are_what_systemd_loads(tmp_path: Path) -> None:
     files = installed("pve1")
     units = {Path(p).name: text for p, text in files.items() if p.endswith((".service", ".timer"))}
-    assert set(units) == {f"homelab-{k}-metrics.{t}" for k in ("ups", "backup") for t in ("service", "timer")}
+    kinds = ("ups", "backup", "token")
+    assert set(units) == {f"homelab-{k}-metrics.{t}" for k in kinds for t in ("service", "timer")}
     for name, unit in units.items():
         folder = tmp_path / name
         folder.mkdir()
@@ -111,13 +113,13 @@ def test_the_hosts_units_are_what_systemd_loads(tmp_path: Path) -> None:
         (folder / service).write_text(units[service])
         path = folder / name
         path.write_text(unit)
-        assert systemd_verify(path, folder, [UPS_METRICS, BACKUP_METRICS]) == "0:", name
+        assert systemd_verify(path, folder, [UPS_METRICS, BACKUP_METRICS, TOKEN_METRICS]) == "0:", name
 
 
 def test_the_installed_scripts_pass_shellcheck(tmp_path: Path) -> None:
     files = installed("pve1")
     scripts = {p: text for p, text in files.items() if p.startswith("/usr/local/lib/homelab/")}
-    assert set(scripts) == {UPS_METRICS, BACKUP_METRICS, RAPL_READABLE}
+    assert set(scripts) == {UPS_METRICS, BACKUP_METRICS, TOKEN_METRICS, RAPL_READABLE}
     assert shellcheck(scripts, tmp_path) == {p: [] for p in scripts}
 
 
@@ -132,7 +134,7 @@ def test_only_the_ups_node_writes_the_ups_state_and_every_node_the_backups() -> 
     assert "upsc" in on_ups[UPS_METRICS] and UPS_METRICS not in elsewhere
     assert BACKUP_METRICS in on_ups and BACKUP_METRICS in elsewhere
     timers = script_param(node_metrics_script(HOME, HOME.node("pve1")), "TIMERS").split()
-    assert timers == ["homelab-backup-metrics.timer", "homelab-ups-metrics.timer"]
+    assert timers == ["homelab-token-metrics.timer", "homelab-backup-metrics.timer", "homelab-ups-metrics.timer"]
     # The exporter's start makes the RAPL counters readable, as root.
     assert on_ups[RAPL_DROP_IN] == f"[Service]\nExecStartPre=+{RAPL_READABLE}\n"
 
@@ -221,3 +223,28 @@ def test_the_pve_exporter_gets_a_read_only_token_of_its_own_once(tmp_path: Path)
     assert again.returncode == 0, again.stderr
     assert not [c for c in again.calls if c[:4] == ["pveum", "user", "token", "add"]]
     assert not [c for c in again.calls if c[:4] == ["pveum", "user", "token", "remove"]]
+
+
+def test_each_expiring_api_token_is_reported(tmp_path: Path) -> None:
+    script = installed("pve3")[TOKEN_METRICS]
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    # user.cfg as pve-access-control writes it: a token that expires, one that never does.
+    user_cfg = tmp_path / "user.cfg"
+    user_cfg.write_text(
+        "user:root@pam:1:0:::root@example.org:::\n"
+        "user:homelab@pve:1:0::::::\n"
+        "token:homelab@pve!deploy:1767225600:1:the deploy path:\n"
+        "token:metrics@pve!pve3:0:1:the pve exporter on pve3:\n"
+    )
+    script = script.replace("TEXTFILE_DIR=/var/lib/prometheus/node-exporter", f"TEXTFILE_DIR={textfiles}")
+    script = script.replace("USER_CFG=/etc/pve/user.cfg", f"USER_CFG={user_cfg}")
+    (tmp_path / "run").mkdir()
+    run = run_with_stubs(script, tmp_path / "run", {})
+    assert run.returncode == 0, run.stderr
+    body = (textfiles / "tokens.prom").read_text()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert [line for line in body.splitlines() if not line.startswith("#")] == [
+        'homelab_api_token_expiry_seconds{tokenid="homelab@pve!deploy"} 1767225600'
+    ]

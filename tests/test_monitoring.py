@@ -175,6 +175,12 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
 
     tests = [
         case("Watchdog", [], "1m", {"severity": "none"}, "the alerting pipeline works"),
+        # Expires at 20 days: 14 days before that, it fires (every node reports it).
+        case("ApiTokenExpiresSoon",
+             [{"series": f'homelab_api_token_expiry_seconds{{tokenid="homelab@pve!deploy",node="{n}"}}',
+               "values": f"{20 * 86400}x10100"} for n in ("pve1", "pve2")], "7d",
+             {"severity": "warning", "tokenid": "homelab@pve!deploy"},
+             "Proxmox API token homelab@pve!deploy expires in less than 2 weeks: renew it (pveum user token modify)"),
         # Every node's exporter says the same: one alert, not one per node.
         case("HaFencing", [{"series": f'pve_ha_state{{id="qemu/201",state="fence",node="{n}"}}', "values": "1x5"}
                            for n in ("pve1", "pve2")], "3m",
