@@ -24,6 +24,7 @@ import yaml
 from components.platform import STORAGE_CLASS
 from components.stack import secret_config
 from plan.backups import VOLSYNC_NAMESPACE
+from plan.measured_power import power_dashboard
 from plan.monitoring import (
     ALERTMANAGER,
     BLACKBOX,
@@ -34,7 +35,6 @@ from plan.monitoring import (
     VOLSYNC_METRICS,
     VOLSYNC_METRICS_PORT,
     alertmanager_config,
-    power_dashboard,
     rule_groups,
     scrape_config,
 )

@@ -4,10 +4,7 @@ Pure data in Prometheus' own formats (scrape config, rule groups, Alertmanager's
 real `promtool` and `amtool` check exactly what the cluster runs (tests/test_monitoring.py).
 VictoriaMetrics reads the same scrape config and vmalert the same rule groups.
 
-Measured against modelled watts, per node: measured is the CPU package's energy counter
-(node_exporter's RAPL collector, joules over time) plus the node's platform baseline from the
-spec; modelled is what plan/power.py predicts for the node with its planned guests. Both are
-series, so a dashboard and an alert can put them side by side.
+The watts, measured against modelled, are plan/measured_power.py's.
 """
 
 from __future__ import annotations
@@ -16,13 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from plan.backups import VOLSYNC_NAMESPACE, backed_up_guests, interval_hours
-from plan.power import BACKUP_HOST, ClusterDraw
+from plan.measured_power import BUDGET, MEASURED, POWER_METER_JOB, Rule, power_rules
+from plan.power import ClusterDraw
 from spec.models import Cluster
 
 NODE_EXPORTER_PORT = 9100
 CEPH_MGR_PORT = 9283
 PVE_EXPORTER_PORT = 9221
-POWER_METER_JOB = "power-meter"
 ETCD_METRICS_PORT = 2381  # k3s `etcd-expose-metrics`: plain HTTP on the server's address
 API_PORT = 6443
 # Blackbox exporter's modules (its config: components/monitoring.py).
@@ -44,11 +41,7 @@ IN_CLUSTER_AUTH: dict[str, Any] = {
     "bearer_token_file": SERVICE_ACCOUNT_TOKEN,
     "tls_config": {"insecure_skip_verify": True},
 }
-MEASURED = "homelab:node_power_watts:measured"
-MODELLED = "homelab:node_power_watts:modelled"
-BUDGET = "homelab:cluster_power_budget_watts"
 BACKUP_MAX_AGE = "homelab:guest_backup_max_age_seconds"
-Rule = dict[str, Any]
 
 
 def scrape_config(cluster: Cluster, blackbox: str, interval_seconds: int = 30) -> dict[str, Any]:
@@ -137,32 +130,6 @@ def probe_targets(cluster: Cluster) -> dict[str, list[str]]:
     if cluster.k3s is not None:
         tls.insert(0, f"{cluster.k3s.api_vip}:{API_PORT}")
     return {TCP_MODULE: sorted(set(tcp)), TLS_MODULE: tls}
-
-
-def power_rules(cluster: Cluster, draw: ClusterDraw) -> list[Rule]:
-    """Each node's measured and modelled draw, and the budget, as series."""
-    modelled = {d.node: d.watts for d in draw.nodes if d.node != BACKUP_HOST}
-    rules: list[Rule] = []
-    for node in cluster.nodes:
-        meter = node.hardware.power_meter
-        if meter is not None:
-            # The plug's own reading at the wall: everything the node draws.
-            expr = f'max({meter.metric}{{job="{POWER_METER_JOB}",node="{node.name}"}})'
-        else:
-            # All RAPL package domains of the node (a board may have more than one), as watts,
-            # and the rest of the node from the spec.
-            expr = (
-                f'sum(rate(node_rapl_package_joules_total{{job="node",node="{node.name}"}}[5m])) '
-                f"+ {node.hardware.baseline_watts:g}"
-            )
-        rules.append({"record": MEASURED, "expr": expr, "labels": {"node": node.name}})
-        rules.append({"record": MODELLED, "expr": f"vector({modelled[node.name]:.2f})", "labels": {"node": node.name}})
-    host = cluster.backups.pbs.host if cluster.backups is not None else None
-    if host is not None:
-        # The backup host has no exporter of its own here: it counts at its idle draw.
-        rules.append({"record": MEASURED, "expr": f"vector({host.idle_watts:g})", "labels": {"node": "backup-host"}})
-    rules.append({"record": BUDGET, "expr": f"vector({cluster.power.budget_watts:g})"})
-    return rules
 
 
 def backup_rules(cluster: Cluster) -> list[Rule]:
@@ -395,32 +362,3 @@ def alertmanager_config(cluster: Cluster, secrets: Mapping[str, str], watchdog_u
             {"name": "watchdog", "webhook_configs": [{"url": watchdog_url, "send_resolved": False}]},
         ],
     }
-
-
-def power_dashboard(cluster: Cluster) -> dict[str, Any]:
-    """vmui's dashboard (its "Dashboards" tab; VictoriaMetrics app/vmui/packages/vmui/public/
-    dashboards/README.md): each node's measured draw beside the model's, and the cluster's
-    against the budget."""
-    per_node = [
-        {
-            "title": f"{n.name}: measured and modelled",
-            "unit": "W",
-            "width": 4,
-            "expr": [f'{MEASURED}{{node="{n.name}"}}', f'{MODELLED}{{node="{n.name}"}}'],
-            "alias": ["measured (RAPL + platform baseline)", "modelled (plan/power.py)"],
-        }
-        for n in cluster.nodes
-    ]
-    total = {
-        "title": "cluster: measured against the budget",
-        "unit": "W",
-        "width": 12,
-        "expr": [f"sum({MEASURED})", f"sum({MODELLED})", BUDGET],
-        "alias": ["measured", "modelled", "budget"],
-    }
-    ratio = {
-        "title": "measured / modelled, per node (above 1: the model is low; calibrate, README)",
-        "width": 12,
-        "expr": [f"{MEASURED} / on (node) {MODELLED}"],
-    }
-    return {"title": "homelab power", "rows": [{"title": "watts", "panels": [*per_node, total, ratio]}]}

@@ -34,7 +34,8 @@ from components.host_metrics import (
     ups_metrics_script,
 )
 from offline.reports import Reports
-from plan.monitoring import MEASURED, rule_groups
+from plan.measured_power import MEASURED
+from plan.monitoring import rule_groups
 from tests.ceph_cluster import free_port
 from tests.shell import ScriptRun, run_with_stubs, shellcheck, systemd_verify
 from tests.support import script_param, stack_cluster

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,6 @@ from components.monitoring import (
     ALERTMANAGER_FILE,
     ALERTMANAGER_SECRET,
     ALERTMANAGER_VERSION,
-    DASHBOARDS,
-    POWER_DASHBOARD,
 )
 from offline.engine import Shape
 from offline.harness import Resource, config_for
@@ -31,10 +27,6 @@ from offline.policy_run import Violation, run_policies
 from offline.reports import Reports
 from plan.monitoring import (
     ALERTMANAGER,
-    BUDGET,
-    MEASURED,
-    MODELLED,
-    SERVICE_ACCOUNT_TOKEN,
     TCP_MODULE,
     VMALERT,
     VMSINGLE,
@@ -45,11 +37,10 @@ from plan.monitoring import (
 )
 from policies import tokens
 from spec import parse_cluster
+from tests.monitoring_support import HOME, promtool_test, release_values, run, tool, write
 from tests.policy_support import edit, full_stack
 from tests.support import STACKS, patched, program, stack_cluster, stack_data
 
-HOME = stack_cluster("home")
-DRAW = Reports.of(HOME).draw
 SECRETS = {
     "alertWebhookUrl": "https://ntfy.example.org/homelab-alerts",
     "pushoverUserKey": "u" * 30,
@@ -57,28 +48,6 @@ SECRETS = {
     "smtpPassword": "stand-in",
 }
 WATCHDOG = "https://hc-ping.example.org/0b7e6a1c"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is missing: `make tools` installs it from Debian")
-    return path
-
-
-def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False, timeout=120)
-
-
-def write(path: Path, doc: dict[str, Any]) -> Path:
-    text = yaml.safe_dump(doc, sort_keys=False)
-    # promtool opens the token file a scrape names: the one a pod has, stood in for here.
-    if SERVICE_ACCOUNT_TOKEN in text:
-        token = path.parent / "token"
-        token.write_text("stand-in")
-        text = text.replace(SERVICE_ACCOUNT_TOKEN, str(token))
-    path.write_text(text)
-    return path
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -107,62 +76,6 @@ def test_alertmanagers_config_is_what_alertmanager_loads(kind: str, tmp_path: Pa
 
 
 # --- the alerts, fired on synthetic series ------------------------------------------------
-
-
-def rapl_series(node: str, watts: float, minutes: int) -> dict[str, str]:
-    """A RAPL package counter that rises by WATTS joules a second, sampled each minute."""
-    return {
-        "series": f'node_rapl_package_joules_total{{job="node",node="{node}",index="0"}}',
-        "values": f"0+{watts * 60:g}x{minutes}",
-    }
-
-
-def promtool_test(tmp_path: Path, tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    rules = write(tmp_path / "rules.yml", rule_groups(HOME, DRAW, 30))
-    doc = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}
-    return run(tool("promtool"), "test", "rules", str(write(tmp_path / "tests.yml", doc)), cwd=tmp_path)
-
-
-def test_the_power_alert_fires_over_the_budget_and_stays_quiet_under_it(tmp_path: Path) -> None:
-    # Budget 75 W: the three nodes' baselines (4.2 W each) and the backup host (5 W) are 17.6 W.
-    over = [rapl_series(n, 20, 60) for n in ("pve1", "pve2", "pve3")]  # 3 x 24.2 + 5 = 77.6 W
-    under = [rapl_series(n, 15, 60) for n in ("pve1", "pve2", "pve3")]  # 3 x 19.2 + 5 = 62.6 W
-    alert = {"alertname": "MeasuredPowerOverBudget"}
-    firing = {
-        "exp_labels": {"severity": "warning"},
-        "exp_annotations": {"summary": "the cluster draws 77.6 W, over power.budget_watts"},
-    }
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": over,
-            "alert_rule_test": [{**alert, "eval_time": "40m", "exp_alerts": [firing]}],
-        },
-        # Over the budget for less than power_alert_minutes: not yet.
-        {"interval": "1m", "input_series": over, "alert_rule_test": [{**alert, "eval_time": "20m", "exp_alerts": []}]},
-        {"interval": "1m", "input_series": under, "alert_rule_test": [{**alert, "eval_time": "40m", "exp_alerts": []}]},
-    ]
-    out = promtool_test(tmp_path, tests)
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_measured_and_modelled_watts_are_side_by_side(tmp_path: Path) -> None:
-    modelled = {d.node: round(d.watts, 2) for d in DRAW.nodes if d.node.startswith("pve")}
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": [rapl_series("pve1", 6, 30)],
-            "promql_expr_test": [
-                {"expr": f'{MEASURED}{{node="pve1"}}', "eval_time": "20m",
-                 "exp_samples": [{"labels": f'{MEASURED}{{node="pve1"}}', "value": 10.2}]},
-                {"expr": f'{MODELLED}{{node="pve3"}}', "eval_time": "20m",
-                 "exp_samples": [{"labels": f'{MODELLED}{{node="pve3"}}', "value": modelled["pve3"]}]},
-                {"expr": BUDGET, "eval_time": "1m", "exp_samples": [{"labels": BUDGET, "value": 75}]},
-            ],
-        }
-    ]  # fmt: skip
-    out = promtool_test(tmp_path, tests)
-    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
@@ -225,12 +138,6 @@ def test_every_exposed_port_is_probed_at_its_address_or_its_service() -> None:
 
 
 # --- what the program deploys -------------------------------------------------------------
-
-
-def release_values(name: str) -> dict[str, Any]:
-    [release] = [r for r in program("home").of_type(tokens.HELM_RELEASE) if r.name == name]
-    values: dict[str, Any] = release.inputs["values"]
-    return values
 
 
 def test_the_deployed_configs_are_the_checked_ones(tmp_path: Path) -> None:
@@ -326,31 +233,6 @@ def test_no_watchdog_is_refused() -> None:
     assert [v.message[:30] for v in coverage(edited)] == ["vmalert has no Watchdog alert "]
 
 
-def test_the_power_dashboard_queries_are_promql_and_read_the_recorded_series(tmp_path: Path) -> None:
-    [configmap] = [r for r in program("home").resources if r.name == DASHBOARDS]
-    dashboard = json.loads(configmap.inputs["data"][POWER_DASHBOARD])
-    panels = [p for row in dashboard["rows"] for p in row["panels"]]
-    exprs = [e for p in panels for e in p["expr"]]
-    # promtool parses each query, as a recording rule of its own.
-    rules = [{"record": f"homelab:dashboard_{i}", "expr": e} for i, e in enumerate(exprs)]
-    out = run(
-        tool("promtool"),
-        "check",
-        "rules",
-        str(write(tmp_path / "q.yml", {"groups": [{"name": "q", "rules": rules}]})),
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    recorded = {r["record"] for r in rule_groups(HOME, DRAW, 30)["groups"][0]["rules"]}
-    assert {MEASURED, MODELLED, BUDGET} <= recorded and all(any(s in e for s in recorded) for e in exprs)
-    assert {f'{MEASURED}{{node="{n.name}"}}' for n in HOME.nodes} <= set(exprs)
-    # vmsingle serves it from the ConfigMap it mounts.
-    server = release_values(VMSINGLE)["server"]
-    mount = server["extraVolumeMounts"][0]["mountPath"]
-    assert server["extraArgs"]["vmui.customDashboardsPath"] == mount
-    assert server["extraVolumes"][0]["configMap"]["name"] == DASHBOARDS
-
-
 def test_a_guest_whose_newest_copy_is_too_old_or_missing_is_late(tmp_path: Path) -> None:
     # The home schedule runs nightly: a copy may be 24 h + 3 h old. At 40 h: server 1's newest copy
     # is 30 h old, server 2's is 2 h old, and server 3 has none.
@@ -380,33 +262,4 @@ def test_a_guest_whose_newest_copy_is_too_old_or_missing_is_late(tmp_path: Path)
         }
     ]
     out = promtool_test(tmp_path, tests)
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_a_node_with_a_smart_plug_is_measured_at_the_wall(tmp_path: Path) -> None:
-    meter = {"target": "10.0.10.90:80", "metric": "tasmota_power_watts"}
-    cluster = parse_cluster(patched(stack_data("home"), {"nodes[2].hardware.power_meter": meter}))
-    draw = Reports.of(cluster).draw
-    rules = write(tmp_path / "rules.yml", rule_groups(cluster, draw, 30))
-    config = write(tmp_path / "prometheus.yml", scrape_config(cluster, "blackbox:9115") | {"rule_files": [str(rules)]})
-    out = run(tool("promtool"), "check", "config", str(config), cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    [job] = [j for j in scrape_config(cluster, "b:1")["scrape_configs"] if j["job_name"] == "power-meter-pve3"]
-    assert job["static_configs"] == [{"targets": ["10.0.10.90:80"], "labels": {"node": "pve3"}}]
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": [
-                {"series": 'tasmota_power_watts{job="power-meter",node="pve3"}', "values": "12.5x20"},
-                # The plug's node: its RAPL counter is not what is read.
-                {"series": 'node_rapl_package_joules_total{job="node",node="pve3"}', "values": "0+600x20"},
-            ],
-            "promql_expr_test": [
-                {"expr": f'{MEASURED}{{node="pve3"}}', "eval_time": "10m",
-                 "exp_samples": [{"labels": f'{MEASURED}{{node="pve3"}}', "value": 12.5}]},
-            ],
-        }
-    ]  # fmt: skip
-    doc = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}
-    out = run(tool("promtool"), "test", "rules", str(write(tmp_path / "t.yml", doc)), cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
