@@ -4,17 +4,21 @@ Read top to bottom, this is the order the cluster comes up in.
 """
 
 import pulumi
+from components.dns_names import DnsNames
 
 from components.backup_server import BackupServer
 from components.backups import EtcdSnapshotsOffCluster, GuestBackups
+from components.certificates import Certificates
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
 from components.firewall import GuestFilters, ProxmoxFirewall
+from components.gateway import HttpsGateway
 from components.guests import Guests, GuestTemplates
 from components.ha import HighAvailability
 from components.host_metrics import HostMetrics
 from components.k3s import K3sCluster
 from components.monitoring import MetricsStack
 from components.network import NodeNetwork, StorageMesh, StorageReachable
+from components.node_certificates import NodeCertificates
 from components.platform import Platform
 from components.power import NodePowerTuning
 from components.stack import connect, load_cluster
@@ -51,6 +55,11 @@ link1 = CorosyncStorageLink(cluster, access, members, reachable.checks)
 
 # The hosts' firewall: the cluster's own traffic from its own networks, nothing else inbound.
 firewall = ProxmoxFirewall(cluster, opts=pulumi.ResourceOptions(provider=access.proxmox, depends_on=link1.ready))
+
+# Each node's web UI and API certificate, from the home's own CA or Let's Encrypt, when the
+# spec has names.
+if cluster.gateway is not None:
+    NodeCertificates(cluster, access, after=link1.ready)
 
 # On a power cut, the cluster rides the UPS for a while, then goes down in order (NUT on every
 # node, the UPS node's upsd reached through the firewall) and comes back by itself.
@@ -89,6 +98,17 @@ if cluster.k3s is not None:
     k3s = K3sCluster(cluster, access, guests.machines, guests.placement)
     platform = Platform(cluster, storage, k3s)
     workloads = Workloads(cluster, k3s, platform)
+    # Every web app at https://<host> through one gateway, its certificate from cert-manager, its
+    # name in the home's DNS (AdGuard Home, through external-dns).
+    if cluster.gateway is not None:
+        gateway = HttpsGateway(cluster, k3s.provider, after=[platform, workloads])
+        Certificates(cluster, k3s.provider, gateway.namespace, after=[platform])
+        if cluster.gateway.dns_server is not None:
+            DnsNames(cluster, k3s.provider, after=[gateway, workloads])
+        pulumi.export("urls", gateway.routes)
+        if cluster.gateway.private_ca is not None:
+            # What each phone and laptop trusts once (README, "Names and HTTPS").
+            pulumi.export("caCertificate", pulumi.Output.secret(cluster.gateway.private_ca.certificate))
     # Off the cluster, to the S3 store: the etcd snapshots, and a restic copy of every volume.
     volume_backups: list[pulumi.Resource] = []
     if cluster.backups is not None and cluster.backups.s3 is not None:

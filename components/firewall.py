@@ -142,7 +142,8 @@ def sender_addresses(cluster: Cluster, guest: Guest) -> dict[str, list[IPv4Netwo
     """The addresses GUEST may send from, per NIC (`net0` LAN, `net1` Ceph), as CIDRs.
 
     A k3s VM also answers for the addresses kube-vip may move onto it: the API VIP (servers) and
-    every LoadBalancer address (any node), both as a sender of replies and in its gratuitous ARP.
+    every LoadBalancer address, the gateway's among them (any node), both as a sender of replies
+    and in its gratuitous ARP.
     """
     if guest.address is None:
         return {}
@@ -153,6 +154,8 @@ def sender_addresses(cluster: Cluster, guest: Guest) -> dict[str, list[IPv4Netwo
         if guest.name in k3s.servers:
             lan.append(k3s.api_vip)
         lan += [w.load_balancer_ip for w in cluster.workloads if w.load_balancer_ip is not None]
+        if cluster.gateway is not None:
+            lan.append(cluster.gateway.address)
         ranges = list(summarize_address_range(k3s.load_balancer_pool.start, k3s.load_balancer_pool.end))
     nets = {"net0": sorted({IPv4Network(a) for a in lan} | set(ranges))}
     if guest.ceph_address is not None:

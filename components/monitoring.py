@@ -38,7 +38,7 @@ from plan.monitoring import (
     rule_groups,
     scrape_config,
 )
-from plan.platform_load import METRICS_STACK
+from plan.platform_load import METRICS_STACK, requests
 from plan.power import ClusterDraw
 from spec.models import Cluster
 from spec.monitoring import WATCHDOG_URL
@@ -63,13 +63,8 @@ SECRET_MOUNT = "/etc/alertmanager-secret"
 
 
 def resources(name: str) -> dict[str, dict[str, str]]:
-    """Requests the scheduler counts (and the power model: plan/platform_load.py), and a memory
-    limit at twice them (a leak stops there)."""
-    cpu_millicores, memory_mib = METRICS_STACK[name]
-    return {
-        "requests": {"cpu": f"{cpu_millicores}m", "memory": f"{memory_mib}Mi"},
-        "limits": {"memory": f"{memory_mib * 2}Mi"},
-    }
+    """What the power model counts (plan/platform_load.py)."""
+    return requests(METRICS_STACK, name)
 
 
 def vmsingle_values(cluster: Cluster) -> dict[str, Any]:

@@ -67,10 +67,10 @@ def _ports(ports: Sequence[Port]) -> list[net.NetworkPolicyPortArgs]:
     return [net.NetworkPolicyPortArgs(port=p.port, protocol=p.protocol) for p in ports]
 
 
-def ingress_rules(w: Workload) -> list[net.NetworkPolicyIngressRuleArgs]:
-    """What may connect to the workload's pods: its exposed ports from anywhere (no `from`), its
-    internal ports from the cluster; nothing else."""
-    exposed = w.on_the_lan
+def ingress_rules(w: Workload, exposed: Sequence[Port]) -> list[net.NetworkPolicyIngressRuleArgs]:
+    """What may connect to the workload's pods: the ports on its LoadBalancer (EXPOSED) from
+    anywhere (no `from`), its other ports from the cluster, the gateway's pods among it; nothing
+    else."""
     internal = [p for p in w.ports if p not in exposed]
     rules: list[net.NetworkPolicyIngressRuleArgs] = []
     if exposed:
@@ -82,7 +82,7 @@ def ingress_rules(w: Workload) -> list[net.NetworkPolicyIngressRuleArgs]:
 
 
 def allow_ingress(
-    w: Workload, key: str, selector: Mapping[str, str], opts: pulumi.ResourceOptions
+    w: Workload, exposed: Sequence[Port], key: str, selector: Mapping[str, str], opts: pulumi.ResourceOptions
 ) -> net.NetworkPolicy | None:
     """The workload's ingress policy (see the module docstring); none on the host network."""
     if w.on_host_network:
@@ -94,7 +94,7 @@ def allow_ingress(
             spec=net.NetworkPolicySpecArgs(
                 pod_selector=Selector(match_labels=dict(selector)),
                 policy_types=["Ingress"],
-                ingress=ingress_rules(w),
+                ingress=ingress_rules(w, exposed),
             ),
         ),
         opts=opts,

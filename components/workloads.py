@@ -26,6 +26,7 @@ from components.seeds import seed_pod_parts, seed_secret
 from components.stack import secret_config, waits_for
 from components.volume_backups import PRIVILEGED_MOVERS
 from plan.backups import mover_namespaces
+from plan.routes import lan_ports
 from policies.tokens import HA_LABEL, KUBE_VIP_LB_ANNOTATION
 from spec.kubernetes import Port, Workload
 from spec.models import Cluster
@@ -165,6 +166,7 @@ class Workloads(pulumi.ComponentResource):
         self.statefulsets: dict[str, k8s.apps.v1.StatefulSet] = {}
         self.movers = mover_namespaces(cluster)
         self.workloads = cluster.workloads
+        self.cluster = cluster
         for workload in cluster.workloads:
             self._workload(workload)
         # Each app namespace closed but for what its workloads' policies open
@@ -267,7 +269,7 @@ class Workloads(pulumi.ComponentResource):
             ),
         )
         service = self._services(w, key, namespace, selector)
-        allow_ingress(w, key, selector, self._opts(w.namespace))
+        allow_ingress(w, lan_ports(self.cluster, w), key, selector, self._opts(w.namespace))
         if w.volumes:
             # Read-write-once volumes: one pod owns each claim, so a StatefulSet, protected. Its
             # governing Service is headless (per-pod DNS), apart from the one clients use.
@@ -361,7 +363,7 @@ class Workloads(pulumi.ComponentResource):
         second, ClusterIP Service named `<name>-internal`. A workload without ports gets a
         headless Service, which a StatefulSet needs as its governing Service.
         """
-        exposed = w.on_the_lan
+        exposed = lan_ports(self.cluster, w)
         internal = [p for p in w.ports if p not in exposed]
         annotations = (
             {KUBE_VIP_LB_ANNOTATION: str(w.load_balancer_ip)} if exposed and w.load_balancer_ip is not None else None

@@ -15,6 +15,7 @@ from typing import Any
 from plan.backups import VOLSYNC_NAMESPACE, backed_up_guests, interval_hours
 from plan.measured_power import BUDGET, MEASURED, POWER_METER_JOB, Rule, power_rules
 from plan.power import ClusterDraw
+from plan.routes import lan_ports
 from spec.models import Cluster
 
 NODE_EXPORTER_PORT = 9100
@@ -118,14 +119,17 @@ def probe_target(name: str, namespace: str, address: object | None, port: int) -
 
 
 def probe_targets(cluster: Cluster) -> dict[str, list[str]]:
-    """What the blackbox exporter probes: every exposed workload port (TCP), and the TLS
-    endpoints whose certificates expire (the k3s API behind its VIP, each Proxmox API)."""
+    """What the blackbox exporter probes: every TCP port on a LoadBalancer (the workloads' own
+    and the gateway's HTTPS), and the TLS endpoints whose certificates expire (the k3s API behind
+    its VIP, each Proxmox API)."""
     tcp = [
         probe_target(w.name, w.namespace, w.load_balancer_ip, p.port)
         for w in cluster.workloads
-        for p in w.on_the_lan
+        for p in lan_ports(cluster, w)
         if p.protocol == "TCP"
     ]
+    if cluster.gateway is not None:
+        tcp.append(f"{cluster.gateway.address}:443")
     tls = [f"{n.address}:8006" for n in cluster.nodes]
     if cluster.k3s is not None:
         tls.insert(0, f"{cluster.k3s.api_vip}:{API_PORT}")

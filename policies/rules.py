@@ -65,7 +65,15 @@ from policies.pod_checks import POD_SECURITY_TYPES, check_pod_security, check_se
 from policies.props import Declared, NotKnownYetError, spec_or_reason  # noqa: E402
 from policies.quorum_checks import check_quorum_members  # noqa: E402
 from policies.replica_checks import REPLICATED, check_disruption_budgets, check_replica_counts  # noqa: E402
-from policies.tokens import CLUSTER_COMPONENT, K8S_SERVICE  # noqa: E402
+from policies.route_checks import (  # noqa: E402
+    HTTPS_ONLY_TYPES,
+    ROUTE_TYPES,
+    check_gateway_address,
+    check_https_only,
+    check_route,
+    check_routes_declared,
+)
+from policies.tokens import CLUSTER_COMPONENT, HELM_RELEASE, K8S_SERVICE  # noqa: E402
 from spec import Cluster  # noqa: E402
 
 PACK_NAME = "homelab-policies"
@@ -188,6 +196,31 @@ POLICIES: list[Policy] = [
         name="setup-pages-private",
         description="No LoadBalancer puts an app on the LAN while the spec says its first-run setup is pending.",
         validate=_on_resource(check_setup_pages, (K8S_SERVICE,)),
+    ),
+    ResourceValidationPolicy(
+        name="https-routes",
+        description="Every HTTPRoute is its workload's planned route: hosts one label under the domain (what the "
+        "gateway's certificate covers), on the gateway's HTTPS listener, to a port the workload's Service has; the "
+        "HTTP listener only redirects to HTTPS.",
+        validate=_on_resource(check_route, ROUTE_TYPES),
+    ),
+    ResourceValidationPolicy(
+        name="https-only",
+        description="With a gateway, no LoadBalancer puts an HTTP port on the LAN in plain HTTP, unless its "
+        "workload's plain_http says why.",
+        validate=_on_resource(check_https_only, HTTPS_ONLY_TYPES),
+    ),
+    StackValidationPolicy(
+        name="every-app-routed",
+        description="Every exposed web app the spec puts behind the gateway has its HTTPRoute (judged once the k3s "
+        "cluster's objects are known).",
+        validate=_on_stack(check_routes_declared),
+    ),
+    ResourceValidationPolicy(
+        name="gateway-address",
+        description="The gateway's LoadBalancer address is the spec's, on the LAN, outside the LoadBalancer pool and "
+        "no workload's.",
+        validate=_on_resource(check_gateway_address, (HELM_RELEASE,)),
     ),
     StackValidationPolicy(
         name="backup-coverage",

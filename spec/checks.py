@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from spec.backups import ETCD
 from spec.base import TEMPLATE_VM_IDS, dupes
 from spec.ceph import pg_budget_problem
+from spec.gateway import covered, gateway_problems, host_for
 from spec.guests import HA_ID, apart_rule_id, node_rule_id
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def problems(c: Cluster) -> list[str]:
         workloads,
         backups,
         ups,
+        gateway,
     ]
     return [problem for group in groups for problem in group(c)]
 
@@ -333,6 +335,19 @@ def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network) -> list[str]
         if ip in pinned:
             out.append(f"{where} is already pinned by workload {pinned[ip]}")
         pinned[ip] = w.name
+    if c.gateway is not None:
+        ip, where = c.gateway.address, f"gateway.address {c.gateway.address}"
+        if ip not in lan:
+            out.append(f"{where} is outside the LAN {lan}")
+        if ip in k.load_balancer_pool:
+            out.append(
+                f"{where} is inside k3s.load_balancer_pool, which is for Services without a pinned address; pick "
+                f"an address outside {k.load_balancer_pool.start}-{k.load_balancer_pool.end}"
+            )
+        if str(ip) in taken:
+            out.append(f"{where} is already used by {taken[str(ip)]}")
+        if ip in pinned:
+            out.append(f"{where} is already pinned by workload {pinned[ip]}")
     return out
 
 
@@ -347,6 +362,34 @@ def backups(c: Cluster) -> list[str]:
         if name not in names
     ]
     return problems
+
+
+def gateway(c: Cluster) -> list[str]:
+    """The gateway's issuer fits the domain; names are unique, one label under the domain (the
+    gateway's certificate is `*.<domain>`); the DNS server it writes to is a DNS workload."""
+    if c.gateway is None:
+        hosts = [w.name for w in c.workloads if w.host is not None]
+        return [f"workloads[{n}].host is set, but there is no gateway to reach it" for n in hosts]
+    out = gateway_problems(c.gateway, c.domain, c.k3s is not None)
+    # Every name a route may have, set up or not yet: one name, one app.
+    named = {w.name: host_for(w.name, w.host, c.domain) for w in c.workloads if w.http_port and not w.plain_http}
+    for name, host in named.items():
+        if not covered(host, c.domain):
+            out.append(
+                f"workloads[{name}].host {host} is not one label under {c.domain}: the gateway's certificate is "
+                f"*.{c.domain}, which covers no other name"
+            )
+    out += [f"workloads: host {h} is given to more than one workload" for h in dupes(named.values())]
+    if c.gateway.dns_server is not None:
+        server = next((w for w in c.workloads if w.name == c.gateway.dns_server), None)
+        if server is None:
+            out.append(f"gateway.dns_server: no workload is named {c.gateway.dns_server}")
+        elif server.http_port is None or not any(p.port == 53 for p in server.ports):
+            out.append(
+                f"gateway.dns_server: {server.name} has no DNS port 53 and HTTP port; it should be AdGuard Home, "
+                "whose API external-dns writes the names to"
+            )
+    return out
 
 
 def ups(c: Cluster) -> list[str]:

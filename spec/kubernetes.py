@@ -165,6 +165,12 @@ class Workload(Model):
     # no LoadBalancer, no host network. Finish its setup through `kubectl port-forward`, then set
     # it to false.
     setup_pending: bool = False
+    # With a gateway in the spec, the workload's HTTP port (the first exposed TCP port named
+    # `http` or `http-...`) is reached at https://<host>, by default `<name>.<domain>`, and is on no
+    # LoadBalancer of its own. `plain_http` keeps it on the workload's own address in plain HTTP
+    # instead, and says why (a device that cannot do HTTPS, say).
+    host: Annotated[str, Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$")] | None = None
+    plain_http: Annotated[str, Field(min_length=10)] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Workload:
@@ -216,6 +222,10 @@ class Workload(Model):
                 "capabilities: NET_RAW is beyond Pod Security's baseline, which this workload's namespace enforces; "
                 "only a host_network workload (in a privileged namespace) may have it"
             )
+        if self.plain_http is not None and self.http_port is None:
+            problems.append("plain_http applies to an exposed TCP port named http or http-*, and there is none")
+        if self.host is not None and self.http_port is None:
+            problems.append("host applies to an exposed TCP port named http or http-*, and there is none")
         if self.keep_client_address and not any(p.expose for p in self.ports):
             problems.append("keep_client_address applies to exposed ports, and none has expose: true")
         if not self.host_network:
@@ -275,6 +285,13 @@ class Workload(Model):
     def on_the_lan(self) -> list[Port]:
         """The ports a LoadBalancer puts on the LAN now: the exposed ones, once setup is done."""
         return [] if self.setup_pending else [p for p in self.ports if p.expose]
+
+    @property
+    def http_port(self) -> Port | None:
+        """The port a gateway route reaches: the first exposed TCP port named http or http-*."""
+        return next(
+            (p for p in self.ports if p.expose and p.protocol == "TCP" and re.match(r"^http(-|$)", p.name)), None
+        )
 
     @property
     def readiness_port(self) -> str | None:

@@ -73,7 +73,8 @@ def secret_keys(cluster: Cluster) -> list[str]:
             backups = (*backups, RESTIC_PASSWORD)
     ups = (UPS_PASSWORD,) if cluster.ups is not None else ()
     monitoring = (*cluster.monitoring.receiver.secrets(), WATCHDOG_URL) if cluster.monitoring is not None else ()
-    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *ups, *monitoring, *sorted(apps))]
+    names = cluster.gateway.secrets() if cluster.gateway is not None else ()
+    return [full_key(key) for key in (*ACCESS_SECRETS, *backups, *ups, *monitoring, *names, *sorted(apps))]
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from spec.backups import Backups
 from spec.base import Model, Name, refuse
 from spec.ceph import Ceph, Pool, placement_groups
 from spec.checks import problems
+from spec.gateway import Gateway
 from spec.guests import Disk, Guest
 from spec.kubernetes import K3s, Workload
 from spec.monitoring import Monitoring
@@ -43,6 +44,7 @@ class Cluster(Model):
     backups: Backups | None = None
     ups: Ups | None = None
     monitoring: Monitoring | None = None
+    gateway: Gateway | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Cluster:

@@ -1,0 +1,82 @@
+"""Which app is reached at which name, and what stays on a LoadBalancer address of its own.
+
+With a gateway in the spec, every workload's exposed HTTP port (`Workload.http_port`) is reached
+at `https://<host>` through the gateway, once its first-run setup is done, unless the workload
+says why it stays on plain HTTP (`plain_http`). Such a port then is on no LoadBalancer: the
+gateway reaches it inside the cluster, and the LAN reaches it only over HTTPS. Every other
+exposed port (AdGuard Home's DNS on 53) keeps the workload's own address.
+
+Pure functions of the spec: the components declare what this says, the policy pack and the
+tests judge it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spec.gateway import host_for
+from spec.kubernetes import Port, Workload
+from spec.models import Cluster
+
+# The gateway's two listeners (components/gateway.py) and the certificate's Secret.
+HTTPS_LISTENER = "https"
+HTTP_LISTENER = "http"
+GATEWAY_NAMESPACE = "gateway"
+GATEWAY_NAME = "homelab"
+WILDCARD_SECRET = "wildcard-tls"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One app's name: `https://<host>` goes to `service`:`port.port` in `workload.namespace`."""
+
+    workload: Workload
+    host: str
+    port: Port
+    service: str
+
+
+def host_of(cluster: Cluster, w: Workload) -> str:
+    return host_for(w.name, w.host, cluster.domain)
+
+
+def routed_port(cluster: Cluster, w: Workload) -> Port | None:
+    """The workload's port that the gateway reaches now, if any."""
+    if cluster.gateway is None or w.setup_pending or w.plain_http is not None:
+        return None
+    return w.http_port
+
+
+def lan_ports(cluster: Cluster, w: Workload) -> list[Port]:
+    """The ports on the workload's own LoadBalancer address: the exposed ones, once setup is
+    done, but the one the gateway reaches."""
+    routed = routed_port(cluster, w)
+    return [p for p in w.on_the_lan if p != routed]
+
+
+def service_name(cluster: Cluster, w: Workload, port: Port) -> str:
+    """The Service that holds PORT (components/workloads.py): `<name>` while the workload has no
+    LoadBalancer or PORT is on it, `<name>-internal` for the other ports of one that has."""
+    lan = lan_ports(cluster, w)
+    return w.name if not lan or port in lan else f"{w.name}-internal"
+
+
+def routes(cluster: Cluster) -> list[Route]:
+    out: list[Route] = []
+    for w in cluster.workloads:
+        port = routed_port(cluster, w)
+        if port is not None:
+            out.append(Route(w, host_of(cluster, w), port, service_name(cluster, w, port)))
+    return out
+
+
+def wildcard(domain: str) -> list[str]:
+    """What the gateway's certificate names: every host one label under the domain."""
+    return [f"*.{domain}", domain]
+
+
+def node_names(cluster: Cluster) -> dict[str, str]:
+    """The name each Proxmox node's certificate carries: `<node>.<domain>`. Not the bare node
+    name: a CA whose name constraints permit the domain makes a certificate naming anything
+    outside it invalid as a whole (RFC 5280, 4.2.1.10)."""
+    return {n.name: f"{n.name}.{cluster.domain}" for n in cluster.nodes}

@@ -1,0 +1,1 @@
+"""What an owner runs once, outside `pulumi up`."""
