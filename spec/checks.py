@@ -336,18 +336,18 @@ def _pinned_load_balancer_ips(c: Cluster, k: K3s, lan: IPv4Network) -> list[str]
             out.append(f"{where} is already pinned by workload {pinned[ip]}")
         pinned[ip] = w.name
     if c.gateway is not None:
-        ip, where = c.gateway.address, f"gateway.address {c.gateway.address}"
+        ip, spot = c.gateway.address, f"gateway.address {c.gateway.address}"
         if ip not in lan:
-            out.append(f"{where} is outside the LAN {lan}")
+            out.append(f"{spot} is outside the LAN {lan}")
         if ip in k.load_balancer_pool:
             out.append(
-                f"{where} is inside k3s.load_balancer_pool, which is for Services without a pinned address; pick "
+                f"{spot} is inside k3s.load_balancer_pool, which is for Services without a pinned address; pick "
                 f"an address outside {k.load_balancer_pool.start}-{k.load_balancer_pool.end}"
             )
         if str(ip) in taken:
-            out.append(f"{where} is already used by {taken[str(ip)]}")
+            out.append(f"{spot} is already used by {taken[str(ip)]}")
         if ip in pinned:
-            out.append(f"{where} is already pinned by workload {pinned[ip]}")
+            out.append(f"{spot} is already pinned by workload {pinned[ip]}")
     return out
 
 
