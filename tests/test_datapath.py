@@ -54,7 +54,14 @@ def one_ceph_network(data: dict[str, Any]) -> dict[str, Any]:
     return patched(
         data,
         {"networks.ceph.public": data["networks"]["ceph"]["cluster"]},
-        delete=["networks.ceph.public_vlan", "k3s", "workloads", *nodes, *guests],
+        delete=[
+            "networks.ceph.public_vlan",
+            "k3s",
+            "workloads",
+            *(["gateway"] if "gateway" in data else []),
+            *nodes,
+            *guests,
+        ],
     )
 
 

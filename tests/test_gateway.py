@@ -33,8 +33,8 @@ from tests.crd_support import problems
 from tests.support import cluster_set_up, program, program_set_up, program_with, stack_cluster
 from tools.make_ca import make_ca
 
-GATEWAY_API = ("kubernetes:gateway.networking.k8s.io/v1:Gateway", tokens.HTTP_ROUTE)
-CERT_MANAGER = ("kubernetes:cert-manager.io/v1:ClusterIssuer", "kubernetes:cert-manager.io/v1:Certificate")
+GATEWAY_API = (tokens.GATEWAY, tokens.HTTP_ROUTE)
+CERT_MANAGER = (tokens.CLUSTER_ISSUER, tokens.CERTIFICATE)
 CHART_SCHEMAS = Path(__file__).parent / "chart_schemas"
 TLS_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 TLS_REQUEST = "tls:index/certRequest:CertRequest"

@@ -18,6 +18,7 @@ from components import k3s
 from components.k3s import node_config
 from components.workloads import BUILTIN_NAMESPACES
 from offline.harness import ProgramRun, Resource
+from plan.routes import GATEWAY_NAMESPACE, lan_ports
 from policies import tokens
 from spec import parse_cluster
 from spec.kubernetes import K3s, Workload
@@ -103,6 +104,10 @@ def with_more_workloads() -> tuple[ProgramRun, Cluster]:
     return program_with("home", changed), parse_cluster(changed)
 
 
+# Traefik's pod, in the gateway's namespace.
+GATEWAY_POD = Endpoint("10.42.4.4", GATEWAY_NAMESPACE, {"app.kubernetes.io/name": "traefik"})
+
+
 # --- network policies --------------------------------------------------------------------------
 
 
@@ -131,10 +136,17 @@ def test_each_workload_takes_its_exposed_ports_from_anywhere_and_nothing_else(st
             continue  # not subject to NetworkPolicies (test below)
         pod = pod_of(run, w)
         declared = {(p.port, p.protocol) for p in w.ports}
+        on_lan = lan_ports(cluster, w)
         for p in w.ports:
             assert p.expose, "the shipped stacks expose every port; internal ones are tested below"
-            for source in (LAN_CLIENT, OTHER_APP, NODE_IN_POD_NETWORK):
+            # A web port is reached through the gateway: from its pods, never from the LAN itself.
+            sources = (
+                (LAN_CLIENT, OTHER_APP, NODE_IN_POD_NETWORK) if p in on_lan else (GATEWAY_POD, NODE_IN_POD_NETWORK)
+            )
+            for source in sources:
                 assert allowed(policies, "Ingress", pod, source, p.port, p.protocol), (w.name, p.name, source)
+            if p not in on_lan:
+                assert not allowed(policies, "Ingress", pod, LAN_CLIENT, p.port, p.protocol), (w.name, p.name)
         for port in PROBE_PORTS:
             for protocol in ("TCP", "UDP"):
                 if (port, protocol) in declared:
@@ -148,7 +160,7 @@ def test_an_internal_port_is_open_to_the_cluster_only_and_a_portless_app_to_noth
     policies = network_policies(run)
     jellyfin = next(w for w in cluster.workloads if w.name == "jellyfin")
     pod = pod_of(run, jellyfin)
-    assert allowed(policies, "Ingress", pod, LAN_CLIENT, 8096, "TCP")
+    assert allowed(policies, "Ingress", pod, GATEWAY_POD, 8096, "TCP")
     assert allowed(policies, "Ingress", pod, OTHER_APP, 9100, "TCP")
     assert allowed(policies, "Ingress", pod, NODE_IN_POD_NETWORK, 9100, "TCP")
     assert not allowed(policies, "Ingress", pod, LAN_CLIENT, 9100, "TCP")

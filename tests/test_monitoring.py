@@ -35,6 +35,7 @@ from plan.monitoring import (
     rule_groups,
     scrape_config,
 )
+from plan.routes import lan_ports
 from policies import tokens
 from spec import parse_cluster
 from tests.monitoring_support import HOME, promtool_test, release_values, run, tool, write
@@ -130,11 +131,17 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
 
 
 def test_every_exposed_port_is_probed_at_its_address_or_its_service() -> None:
-    targets = probe_targets(HOME)[TCP_MODULE]
-    exposed = [(w, p.port) for w in HOME.workloads for p in w.on_the_lan if p.protocol == "TCP"]
+    # whoami kept on plain HTTP: its LoadBalancer address comes from the pool.
+    data = stack_data("home")
+    next(w for w in data["workloads"] if w["name"] == "whoami")["plain_http"] = "a wall tablet without a CA store"
+    cluster = parse_cluster(data)
+    targets = probe_targets(cluster)[TCP_MODULE]
+    exposed = [(w, p.port) for w in cluster.workloads for p in lan_ports(cluster, w) if p.protocol == "TCP"]
     fixed = {f"{w.load_balancer_ip}:{port}" for w, port in exposed if w.load_balancer_ip is not None}
     pooled = {f"{w.name}.{w.namespace}.svc:{port}" for w, port in exposed if w.load_balancer_ip is None}
-    assert fixed and pooled and set(targets) == fixed | pooled
+    assert fixed == {"10.0.10.200:53"} and pooled == {"whoami.apps.svc:80"}
+    # The gateway's HTTPS is probed too; the web ports behind it are not on the LAN any more.
+    assert set(targets) == fixed | pooled | {"10.0.10.204:443"}
 
 
 # --- what the program deploys -------------------------------------------------------------
@@ -214,7 +221,7 @@ def test_an_exposed_port_without_a_probe_is_refused() -> None:
     messages = [v.message for v in found]
     lb = next(t for t in probe_targets(HOME)[TCP_MODULE] if t.startswith("10."))
     assert any(f"on the LAN and nothing probes {lb}: the owner would not hear" in m for m in messages), messages
-    assert any("apps/whoami puts TCP 80 on the LAN and nothing probes whoami.apps.svc:80" in m for m in messages)
+    assert any("dns/adguard-home puts TCP 53 on the LAN and nothing probes 10.0.10.200:53" in m for m in messages)
 
 
 def test_no_watchdog_is_refused() -> None:

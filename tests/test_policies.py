@@ -56,6 +56,10 @@ def test_pack_levels() -> None:
         "guest-nic-vlans": EnforcementLevel.MANDATORY,
         "deploy-path-open": EnforcementLevel.MANDATORY,
         "setup-pages-private": EnforcementLevel.MANDATORY,
+        "https-routes": EnforcementLevel.MANDATORY,
+        "https-only": EnforcementLevel.MANDATORY,
+        "every-app-routed": EnforcementLevel.MANDATORY,
+        "gateway-address": EnforcementLevel.MANDATORY,
         "backup-coverage": EnforcementLevel.MANDATORY,
         "backup-off-cluster": EnforcementLevel.MANDATORY,
         "backup-retention": EnforcementLevel.MANDATORY,
@@ -75,10 +79,11 @@ def test_shipped_stacks_pass_in_both_preview_shapes(stack: str, shape: Shape) ->
     notes = [(v.policy, v.enforcement) for v in found if v.not_known_yet]
     if shape is Shape.FIRST and any(w.volumes for w in stack_cluster(stack).workloads):
         # The policies that need the k3s objects' outputs wait, and say so: the budgets,
-        # whether each volume's claim is copied (lab has no volumes), and the probes (lab has no
-        # monitoring).
+        # whether each web app has its route (lab has no gateway), whether each volume's claim is
+        # copied (lab has no volumes), and the probes (lab has no monitoring).
         assert notes == [
             ("disruption-budgets", "advisory"),
+            ("every-app-routed", "advisory"),
             ("backup-coverage", "advisory"),
             ("monitoring-coverage", "advisory"),
         ]
@@ -130,9 +135,9 @@ def test_power_budget_gives_figures_per_node(shape: Shape) -> None:
     config = config_with("home", patched(stack_data("home"), {"power.budget_watts": 27}))
     v = only(check(full_stack("home", shape), config=config), "power-budget")
     assert v.mandatory and v.resource == ""
-    # The shipped guests model at 34.2 W: 7 W idle per node plus their expected load and the
+    # The shipped guests model at 34.6 W: 7 W idle per node plus their expected load and the
     # metrics stack's, and the backup host's 5 W.
-    assert "the cluster would draw 34.2 W, over the budget of 27 W (power.budget_watts) by 7.2 W" in v.message
+    assert "the cluster would draw 34.6 W, over the budget of 27 W (power.budget_watts) by 7.6 W" in v.message
     for node in ("pve1", "pve2", "pve3"):
         assert f"{node} " in v.message
     assert "backup host 5.0 W = idle 5 W + 0.0 W at 0% busy (no guests)" in v.message
@@ -156,11 +161,11 @@ def test_a_parked_guest_draws_nothing() -> None:
     server = next(g for g, node in before.placement.items() if node == "pve1" and g.startswith("k3s-server"))
     assert drained.parked == {server}
     assert server not in {g.name for g in drained.running}
-    # Its 0.8 W of expected load leaves the modelled draw: 33.4 W, not the 34.2 W with it running.
+    # Its 0.8 W of expected load leaves the modelled draw: 33.8 W, not the 34.6 W with it running.
     tight = _with_maintenance(stack_cluster("home"), "pve1")
     tight = tight.model_copy(update={"power": tight.power.model_copy(update={"budget_watts": 1})})
     ((message, _),) = plan_checks.check_power_budget(tight)
-    assert message.startswith("the cluster would draw 33.4 W, over the budget of 1 W")
+    assert message.startswith("the cluster would draw 33.8 W, over the budget of 1 W")
 
 
 def _with_maintenance(cluster: Cluster, node: str) -> Cluster:
@@ -238,6 +243,7 @@ def test_preview_writes_no_violations_for_a_shipped_stack(tmp_path: Path) -> Non
     found = json.loads((tmp_path / "home.json").read_text())["violations"]
     assert [(v["policy"], v["not_known_yet"]) for v in found] == [
         ("disruption-budgets", True),
+        ("every-app-routed", True),
         ("backup-coverage", True),
         ("monitoring-coverage", True),
     ]
@@ -260,7 +266,7 @@ def test_preview_exits_3_on_a_mandatory_violation(
     assert verdicts == [("power-budget", "mandatory", "")]
     assert "over the budget of 25 W" in doc["violations"][0]["message"]
     out = capsys.readouterr().out
-    assert "policies: 1 mandatory, 0 advisory violation(s); 3 policies cannot judge yet" in out
+    assert "policies: 1 mandatory, 0 advisory violation(s); 4 policies cannot judge yet" in out
     assert "  mandatory: power-budget: the cluster would draw" in out
 
 

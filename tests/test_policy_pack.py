@@ -150,6 +150,17 @@ def test_every_resource_of_the_home_stack_passes(analyzer: analyzer_pb2_grpc.Ana
     assert found == []
 
 
+def test_analyze_a_route_whose_port_numbers_arrive_as_floats(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    # Over gRPC a port is a protobuf number (a float): the shipped route still passes, a wrong one not.
+    assert analyze(analyzer, named(full_stack("home"), "apps-whoami-route")) == []
+    broken = named(
+        edit(full_stack("home"), "apps-whoami-route", {"spec.rules[0].backendRefs[0].port": 8080}), "apps-whoami-route"
+    )
+    (diag,) = analyze(analyzer, broken)
+    assert diag.policyName == "https-routes"
+    assert "apps/whoami sends to whoami:8080, which is not a port of whoami's Service whoami (80)" in diag.message
+
+
 def test_analyze_one_broken_vm(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     broken = named(edit(full_stack("home"), "k3s-server-2", {"disks[0].datastoreId": "local-lvm"}), "k3s-server-2")
     (diag,) = analyze(analyzer, broken)
@@ -168,6 +179,7 @@ def test_analyze_stack_of_a_first_preview_says_what_it_cannot_judge_yet(
     # all need the k3s objects' outputs.
     assert [d.policyName for d in response.diagnostics] == [
         "disruption-budgets",
+        "every-app-routed",
         "backup-coverage",
         "monitoring-coverage",
     ]

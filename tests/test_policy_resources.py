@@ -187,7 +187,7 @@ def test_a_first_preview_says_the_budgets_cannot_be_judged_yet_instead_of_passin
     missing = without(full_stack("home", Shape.FIRST), "apps-whoami", typ=tokens.PDB)
     found = run(missing)
     assert check(missing) == []
-    assert not_known(found) == ["disruption-budgets", "backup-coverage", "monitoring-coverage"]
+    assert not_known(found) == ["disruption-budgets", "every-app-routed", "backup-coverage", "monitoring-coverage"]
 
 
 # --- ha-shared-storage --------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_a_plain_text_secret_in_a_stack_file_is_refused(
         f"homelab:{k}" for k in ("pbsPassword", "pbsEncryptionKey", "s3AccessKey", "s3SecretKey", "resticPassword")
     )
     needed = f"{other}, {backups}, homelab:upsPassword, homelab:alertWebhookUrl, homelab:watchdogUrl, "
-    needed += "homelab:adguardAdminPasswordHash"
+    needed += "homelab:caPrivateKey, homelab:adguardAdminPassword, homelab:adguardAdminPasswordHash"
     assert f"(stand-ins here; `pulumi up` needs each, set with `pulumi config set --secret`): {needed}\n" in out
 
 

@@ -41,6 +41,8 @@ def test_an_apps_secret_is_a_secret_config_key() -> None:
         "homelab:upsPassword",  # NUT's users
         "homelab:alertWebhookUrl",  # where the alerts go, and the dead-man's switch
         "homelab:watchdogUrl",
+        "homelab:caPrivateKey",  # the home CA's key, and AdGuard Home's password for external-dns
+        "homelab:adguardAdminPassword",
         "homelab:adguardAdminPasswordHash",  # AdGuard Home's seeded config
         "homelab:uptimeKumaPassword",
     ]
@@ -82,6 +84,8 @@ def test_the_program_refuses_an_apps_secret_in_plain_text() -> None:
         "homelab:upsPassword",
         "homelab:alertWebhookUrl",
         "homelab:watchdogUrl",
+        "homelab:caPrivateKey",
+        "homelab:adguardAdminPassword",
         "homelab:adguardAdminPasswordHash",
     ]
     with pytest.raises(pulumi.RunError, match=r"homelab:uptimeKumaPassword is plain text in Pulumi.home.yaml"):

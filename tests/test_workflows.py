@@ -154,6 +154,20 @@ def test_the_deploy_job_trusts_the_stacks_proxmox_ca_beside_the_system_cas(tmp_p
     assert run.returncode == 0 and env_file.read_text() == ""
 
 
+def test_the_bundle_holds_the_home_ca_that_signs_the_nodes_certificates(tmp_path: Path) -> None:
+    home_ca = "-----BEGIN CERTIFICATE-----\nMIIBhomeca\n-----END CERTIFICATE-----\n"
+    cluster = {"gateway": {"private_ca": {"certificate": home_ca}}}
+    run, _ = run_ca_bundle(tmp_path, {"homelab:proxmoxCaCertificate": FAKE_CA, "homelab:cluster": cluster})
+    assert run.returncode == 0, run.stderr
+    bundle = (tmp_path / "homelab-ca-bundle.pem").read_text()
+    assert FAKE_CA in bundle and bundle.rstrip().endswith(home_ca.rstrip())
+    # The home CA alone (a stack that never set the cluster's) is trusted too.
+    (tmp_path / "alone").mkdir()
+    run, env_file = run_ca_bundle(tmp_path / "alone", {"homelab:cluster": cluster})
+    assert run.returncode == 0 and env_file.read_text().startswith("SSL_CERT_FILE=")
+    assert "MIIBhomeca" in (tmp_path / "alone" / "homelab-ca-bundle.pem").read_text()
+
+
 def test_the_ca_bundle_script_passes_shellcheck(tmp_path: Path) -> None:
     from tests.shell import shellcheck
 

@@ -17,6 +17,7 @@ from components.platform import (
     STORAGE_CLASS,
 )
 from offline.harness import UNKNOWN, ProgramRun, Resource
+from plan.routes import lan_ports
 from policies import tokens
 from policies.tokens import HA_LABEL, KUBE_VIP_LB_ANNOTATION
 from spec.kubernetes import K3s, Workload
@@ -46,7 +47,15 @@ FALLBACK = "unknown-at-preview"
 
 # Custom resources: kubernetes-validate knows Kubernetes' own kinds only; these are checked
 # against their upstream CRDs (tests/test_volume_backups.py).
-CUSTOM_KINDS = (tokens.REPLICATION_SOURCE, tokens.VOLUME_SNAPSHOT_CLASS)
+# Checked against their CRDs instead (tests/test_volume_backups.py, tests/test_gateway.py).
+CUSTOM_KINDS = (
+    tokens.REPLICATION_SOURCE,
+    tokens.VOLUME_SNAPSHOT_CLASS,
+    tokens.GATEWAY,
+    tokens.HTTP_ROUTE,
+    tokens.CLUSTER_ISSUER,
+    tokens.CERTIFICATE,
+)
 
 
 def k8s_objects(run: ProgramRun) -> list[Resource]:
@@ -246,8 +255,9 @@ def test_exposed_ports_get_a_load_balancer_address_the_others_stay_in_cluster(st
     for w in cluster.workloads:
         services = {r.inputs["metadata"]["name"]: r.inputs for r in of_kind(run, tokens.K8S_SERVICE, w)}
         main = services[w.name]
-        exposed = [p for p in w.ports if p.expose]
-        internal = [p for p in w.ports if not p.expose]
+        # An exposed web port goes through the gateway (plan/routes.py), the others keep the address.
+        exposed = lan_ports(cluster, w)
+        internal = [p for p in w.ports if p not in exposed]
         if exposed:
             assert main["spec"]["type"] == "LoadBalancer"
             assert [p["name"] for p in main["spec"]["ports"]] == [p.name for p in exposed]
@@ -389,4 +399,7 @@ def test_apps_awaiting_setup_stay_off_the_lan_until_the_spec_says_it_is_done() -
     assert namespaces["home"]["pod-security.kubernetes.io/enforce"] == "baseline"
     after = program_set_up("home")
     services = {r.name: r.inputs["spec"] for r in after.of_type(tokens.K8S_SERVICE)}
-    assert services["media-jellyfin"]["type"] == "LoadBalancer"
+    # Once set up, Jellyfin is on the LAN through the gateway, at its name over HTTPS.
+    assert services["media-jellyfin"]["type"] == "ClusterIP"
+    routes = {r.name: r.inputs["spec"].get("hostnames") for r in after.of_type(tokens.HTTP_ROUTE)}
+    assert routes["media-jellyfin-route"] == ["jellyfin.home.arpa"]
