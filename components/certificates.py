@@ -29,7 +29,7 @@ from spec.models import Cluster
 NAMESPACE = "cert-manager"
 REPOSITORY = "https://charts.jetstack.io"
 # renovate: datasource=helm depName=cert-manager registryUrl=https://charts.jetstack.io
-VERSION = "v1.19.1"
+VERSION = "v1.21.1"
 CA_SECRET = "homelab-ca"
 DNS_TOKEN_SECRET = "acme-dns-token"
 DNS_TOKEN_KEY = "api-token"

@@ -38,11 +38,17 @@ from spec.models import Cluster
 
 TRAEFIK_REPOSITORY = "https://traefik.github.io/charts"
 # renovate: datasource=helm depName=traefik registryUrl=https://traefik.github.io/charts
-TRAEFIK_VERSION = "37.4.0"
+TRAEFIK_VERSION = "41.3.0"
 GATEWAY_CLASS = "traefik"
+# The Gateway API CRDs, standard channel, at the version Traefik 3.7 implements: Traefik's chart
+# stopped shipping them (traefik-helm-chart README, "Gateway API CRDs"), so they are installed
+# here from the file vendored in the repository, which the tests validate against.
+# The path is the project's own (Pulumi runs the program in the project's folder), so it is the
+# same input from every checkout.
+GATEWAY_API_CRDS = "manifests/gateway-api-v1.5.1-standard-install.yaml"
 # Traefik's entry points inside the pod. A Gateway listener names the entry point's own port,
-# not the Service's (traefik pkg/provider/kubernetes/gateway: a listener is matched to the entry
-# point whose address has its port).
+# not the Service's: traefik pkg/provider/kubernetes/gateway/kubernetes.go `entryPointName`
+# matches a listener to the entry point whose address ends in ":<listener port>".
 WEB_PORT = 8000
 WEBSECURE_PORT = 8443
 TRAEFIK_LABELS = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": f"traefik-{GATEWAY_NAMESPACE}"}
@@ -58,7 +64,9 @@ def traefik_values(cluster: Cluster) -> dict[str, Any]:
         "deployment": {"replicas": gateway.replicas},
         # Routes come from Gateway API objects only: no Ingress, no Traefik CRDs, no dashboard.
         "providers": {
-            "kubernetesGateway": {"enabled": True},
+            # The Gateway's status carries the address, which external-dns publishes each route's
+            # name at (it reads a Gateway's status.addresses).
+            "kubernetesGateway": {"enabled": True, "statusAddress": {"ip": str(gateway.address)}},
             "kubernetesCRD": {"enabled": False},
             "kubernetesIngress": {"enabled": False},
         },
@@ -162,7 +170,9 @@ class HttpsGateway(pulumi.ComponentResource):
             ),
             opts=k8s_opts(),
         )
-        # Its chart brings the Gateway API CRDs (standard channel) with it.
+        crds = k8s.yaml.v2.ConfigFile(
+            "gateway-api-crds", k8s.yaml.v2.ConfigFileArgs(file=GATEWAY_API_CRDS), opts=k8s_opts()
+        )
         self.traefik = k8s.helm.v3.Release(
             "traefik",
             k8s.helm.v3.ReleaseArgs(
@@ -173,7 +183,7 @@ class HttpsGateway(pulumi.ComponentResource):
                 namespace=GATEWAY_NAMESPACE,
                 values=traefik_values(cluster),
             ),
-            opts=k8s_opts(self.namespace),
+            opts=k8s_opts(self.namespace, crds),
         )
         self.gateway = k8s.apiextensions.CustomResource(
             GATEWAY_NAME,

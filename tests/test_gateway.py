@@ -24,12 +24,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from components.certificates import VERSION as CERT_MANAGER_VERSION
-from components.gateway import TRAEFIK_VERSION
+from components.gateway import GATEWAY_API_CRDS, TRAEFIK_VERSION
 from components.k3s import CLUSTER_CIDR, PROXMOX_NODE_LABEL
-from offline.harness import Resource
+from offline.harness import ROOT, Resource
 from plan.routes import GATEWAY_NAMESPACE, WILDCARD_SECRET, routes
 from policies import tokens
-from tests.crd_support import problems
+from tests.crd_support import installed_crds, problems
 from tests.support import cluster_set_up, program, program_set_up, program_with, stack_cluster
 from tools.make_ca import make_ca
 
@@ -262,3 +262,16 @@ def test_home_assistant_trusts_the_gateways_hops() -> None:
     hops += [ipaddress.ip_network(str(cluster.guest(g).address)) for g in (*cluster.k3s.servers, *cluster.k3s.agents)]
     for hop in hops:
         assert any(hop.subnet_of(t) for t in trusted), hop  # type: ignore[arg-type]
+
+
+def test_the_gateway_api_crds_come_from_the_repository_before_traefik_and_the_gateway() -> None:
+    run = program("home")
+    [crds] = [r for r in run.resources if r.type == "kubernetes:yaml/v2:ConfigFile"]
+    assert crds.inputs["file"] == GATEWAY_API_CRDS and (ROOT / GATEWAY_API_CRDS).is_file()
+    [traefik] = [r for r in run.of_type(tokens.HELM_RELEASE) if r.name == "traefik"]
+    assert crds.urn in traefik.dependencies
+    [gateway] = [r for r in run.resources if r.type == tokens.GATEWAY]
+    assert traefik.urn in gateway.dependencies
+    # What Traefik 3.7 watches is all there: the kinds it reads, and ReferenceGrants.
+    kinds = {c["spec"]["names"]["kind"] for c in installed_crds()}
+    assert {"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy"} <= kinds
