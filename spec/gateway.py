@@ -102,6 +102,8 @@ class Gateway(Model):
     # The workload that answers the home's DNS (AdGuard Home): external-dns writes each name into
     # it, pointing at `address`. None: the owner points `*.<domain>` at `address` in their own DNS.
     dns_server: Name | None = None
+    # Its admin user, whose password (in the clear) is the secret homelab:adguardAdminPassword.
+    dns_server_user: Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")] = "admin"
 
     def secrets(self) -> tuple[str, ...]:
         """The secret config keys the gateway reads."""

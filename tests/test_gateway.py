@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from components.certificates import VERSION as CERT_MANAGER_VERSION
+from components.dns_names import VERSION as EXTERNAL_DNS_VERSION
 from components.gateway import GATEWAY_API_CRDS, TRAEFIK_VERSION
 from components.k3s import CLUSTER_CIDR, PROXMOX_NODE_LABEL
 from offline.harness import ROOT, Resource
@@ -35,6 +36,7 @@ from tools.make_ca import make_ca
 
 GATEWAY_API = (tokens.GATEWAY, tokens.HTTP_ROUTE)
 CERT_MANAGER = (tokens.CLUSTER_ISSUER, tokens.CERTIFICATE)
+DNS = (tokens.DNS_ENDPOINT,)
 CHART_SCHEMAS = Path(__file__).parent / "chart_schemas"
 TLS_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 TLS_REQUEST = "tls:index/certRequest:CertRequest"
@@ -107,8 +109,8 @@ def test_a_workload_that_says_why_keeps_plain_http_on_its_own_address() -> None:
 
 def test_every_gateway_api_and_cert_manager_object_matches_its_crd() -> None:
     run = program_set_up("home")
-    found = [r for r in run.resources if r.type in (*GATEWAY_API, *CERT_MANAGER)]
-    assert {r.type for r in found} == {*GATEWAY_API, *CERT_MANAGER}
+    found = [r for r in run.resources if r.type in (*GATEWAY_API, *CERT_MANAGER, *DNS)]
+    assert {r.type for r in found} == {*GATEWAY_API, *CERT_MANAGER, *DNS}
     for r in found:
         assert problems(r.inputs) == [], r.name
 
@@ -134,7 +136,10 @@ def merged(base: Any, over: Any) -> Any:
     return over
 
 
-@pytest.mark.parametrize(("chart", "version"), [("traefik", TRAEFIK_VERSION), ("cert-manager", CERT_MANAGER_VERSION)])
+@pytest.mark.parametrize(
+    ("chart", "version"),
+    [("traefik", TRAEFIK_VERSION), ("cert-manager", CERT_MANAGER_VERSION), ("external-dns", EXTERNAL_DNS_VERSION)],
+)
 def test_chart_values_pass_the_charts_own_schema(chart: str, version: str) -> None:
     schema = json.loads((CHART_SCHEMAS / f"{chart}-{version}.values.schema.json").read_text())
     defaults = yaml.safe_load((CHART_SCHEMAS / f"{chart}-{version}.values.yaml").read_text())
@@ -275,3 +280,26 @@ def test_the_gateway_api_crds_come_from_the_repository_before_traefik_and_the_ga
     # What Traefik 3.7 watches is all there: the kinds it reads, and ReferenceGrants.
     kinds = {c["spec"]["names"]["kind"] for c in installed_crds()}
     assert {"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy"} <= kinds
+
+
+def test_external_dns_writes_the_names_into_adguard_home_through_the_service_that_has_its_api() -> None:
+    run = program("home")
+    values = release_values("external-dns")
+    assert values["sources"] == ["gateway-httproute", "crd"] and values["domainFilters"] == ["home.arpa"]
+    assert values["policy"] == "sync" and values["txtOwnerId"] == "home"
+    [credentials] = [r for r in run.of_type(tokens.K8S_SECRET) if r.name == "adguard-credentials"]
+    url = credentials.inputs["stringData"]["url"]
+    # AdGuard Home's web port is behind the gateway, so its API is on the in-cluster Service.
+    services = {
+        (r.inputs["metadata"]["name"], r.inputs["metadata"]["namespace"]): r.inputs["spec"]
+        for r in run.of_type(tokens.K8S_SERVICE)
+    }
+    assert url == "http://adguard-home-internal.dns.svc:3000/"
+    assert 3000 in {p["port"] for p in services[("adguard-home-internal", "dns")]["ports"]}
+    assert "stringData" in credentials.secret_paths
+    # Each Proxmox node by the name its certificate carries, at its address.
+    [nodes] = [r for r in run.resources if r.type == tokens.DNS_ENDPOINT]
+    cluster = stack_cluster("home")
+    assert {(e["dnsName"], e["targets"][0]) for e in nodes.inputs["spec"]["endpoints"]} == {
+        (f"{n.name}.home.arpa", str(n.address)) for n in cluster.nodes
+    }

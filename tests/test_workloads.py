@@ -55,6 +55,7 @@ CUSTOM_KINDS = (
     tokens.HTTP_ROUTE,
     tokens.CLUSTER_ISSUER,
     tokens.CERTIFICATE,
+    tokens.DNS_ENDPOINT,
 )
 
 
