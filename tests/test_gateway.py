@@ -31,7 +31,7 @@ from offline.harness import ROOT, Resource
 from plan.routes import GATEWAY_NAMESPACE, WILDCARD_SECRET, routes
 from policies import tokens
 from tests.crd_support import installed_crds, problems
-from tests.support import cluster_set_up, program, program_set_up, program_with, stack_cluster
+from tests.support import cluster_set_up, program, program_set_up, program_with, stack_cluster, stack_data
 from tools.make_ca import make_ca
 
 GATEWAY_API = (tokens.GATEWAY, tokens.HTTP_ROUTE)
@@ -303,3 +303,47 @@ def test_external_dns_writes_the_names_into_adguard_home_through_the_service_tha
     assert {(e["dnsName"], e["targets"][0]) for e in nodes.inputs["spec"]["endpoints"]} == {
         (f"{n.name}.home.arpa", str(n.address)) for n in cluster.nodes
     }
+
+
+def acme_stack() -> dict[str, Any]:
+    """The home stack on a public domain of the owner's, with Let's Encrypt by DNS-01."""
+    data = stack_data("home")
+    data["domain"] = "lab.example.org"
+    data["gateway"] = {"address": "10.0.10.204", "acme": {"email": "owner@example.org"}, "dns_server": "adguard-home"}
+    next(w for w in data["workloads"] if w["name"] == "adguard-home")["host"] = "adguard.lab.example.org"
+    return data
+
+
+def test_a_public_domain_gets_lets_encrypt_by_dns01_for_the_apps_and_the_nodes() -> None:
+    run = program_with("home", acme_stack())
+    [issuer] = [r for r in run.resources if r.type == tokens.CLUSTER_ISSUER]
+    assert problems(issuer.inputs) == []
+    acme = issuer.inputs["spec"]["acme"]
+    assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert acme["solvers"][0]["dns01"]["cloudflare"]["apiTokenSecretRef"] == {
+        "name": "acme-dns-token",
+        "key": "api-token",
+    }
+    [certificate] = [r for r in run.resources if r.type == tokens.CERTIFICATE]
+    assert certificate.inputs["spec"]["dnsNames"] == ["*.lab.example.org", "lab.example.org"]
+    assert certificate.inputs["spec"]["issuerRef"]["name"] == "letsencrypt"
+    [token] = [r for r in run.of_type(tokens.K8S_SECRET) if r.name == "acme-dns-token"]
+    assert "stringData" in token.secret_paths
+    # The DNS-01 self-check asks public resolvers: the home's DNS has no TXT record for the challenge.
+    assert release_values_of(run, "cert-manager")["dns01RecursiveNameserversOnly"] is True
+    # Proxmox orders its own, through its ACME client and the same DNS provider.
+    orders = [r.inputs for r in run.resources if r.type == "proxmoxve:acme/certificate:Certificate"]
+    assert sorted(o["domains"][0]["domain"] for o in orders) == [
+        "pve1.lab.example.org",
+        "pve2.lab.example.org",
+        "pve3.lab.example.org",
+    ]
+    [plugin] = [r.inputs for r in run.resources if r.type == "proxmoxve:acme/dns/plugin:Plugin"]
+    assert plugin["api"] == "cf" and set(plugin["data"]) == {"CF_Token"}
+    assert not [r for r in run.resources if r.type == TLS_CERT]
+
+
+def release_values_of(run: Any, name: str) -> dict[str, Any]:
+    [release] = [r for r in run.of_type(tokens.HELM_RELEASE) if r.name == name]
+    values: dict[str, Any] = release.inputs["values"]
+    return values
