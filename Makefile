@@ -53,7 +53,7 @@ lint: $(BIN)/.installed
 	$(BIN)/zizmor --offline --no-progress --persona=auditor .github
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy __main__.py components spec plan offline policies tests benchmarks
+	$(BIN)/mypy __main__.py components spec plan offline policies tests benchmarks tools
 
 unit: $(BIN)/.installed tools
 	$(BIN)/pytest

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -347,3 +347,20 @@ def release_values_of(run: Any, name: str) -> dict[str, Any]:
     [release] = [r for r in run.of_type(tokens.HELM_RELEASE) if r.name == name]
     values: dict[str, Any] = release.inputs["values"]
     return values
+
+
+def test_make_ca_writes_the_key_for_the_owner_only_and_never_over_one(tmp_path: Path, capsys: Any) -> None:
+    from tools import make_ca as tool
+
+    key = tmp_path / "ca.key"
+    assert tool.main(["--stack", "home", "--key-out", str(key)]) == 0
+    assert key.stat().st_mode & 0o777 == 0o600
+    root = x509.load_pem_x509_certificate(capsys.readouterr().out.encode())
+    # What it prints is what the spec accepts as the home's CA.
+    from spec.gateway import PrivateCa
+
+    assert PrivateCa(certificate=root.public_bytes(serialization.Encoding.PEM).decode()).problems("home.arpa") == []
+    assert PrivateCa(certificate=root.public_bytes(serialization.Encoding.PEM).decode()).problems("other.lan")
+    before = key.read_bytes()
+    assert tool.main(["--stack", "home", "--key-out", str(key)]) == 1
+    assert key.read_bytes() == before
