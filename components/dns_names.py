@@ -34,8 +34,7 @@ NAMESPACE = "external-dns"
 REPOSITORY = "https://kubernetes-sigs.github.io/external-dns/"
 # renovate: datasource=helm depName=external-dns registryUrl=https://kubernetes-sigs.github.io/external-dns/
 VERSION = "1.21.1"
-# renovate: datasource=docker depName=ghcr.io/muhlba91/external-dns-provider-adguard
-ADGUARD_WEBHOOK = ("ghcr.io/muhlba91/external-dns-provider-adguard", "v11.1.3")
+ADGUARD_WEBHOOK = "ghcr.io/muhlba91/external-dns-provider-adguard:v11.1.3"
 CREDENTIALS = "adguard-credentials"
 # What Pod Security's restricted level asks of a container; the chart sets it for external-dns's
 # own container, and leaves the webhook's empty.
@@ -67,7 +66,7 @@ def from_credentials(key: str) -> dict[str, Any]:
 
 def external_dns_values(cluster: Cluster) -> dict[str, Any]:
     """The chart's values (checked against its values.schema.json in the tests)."""
-    repository, tag = ADGUARD_WEBHOOK
+    repository, tag = ADGUARD_WEBHOOK.rsplit(":", 1)
     return {
         "provider": {
             "name": "webhook",

@@ -51,6 +51,8 @@ GATEWAY_API_CRDS = "manifests/gateway-api-v1.5.1-standard-install.yaml"
 # matches a listener to the entry point whose address ends in ":<listener port>".
 WEB_PORT = 8000
 WEBSECURE_PORT = 8443
+# The chart's pod selector (traefik-helm-chart traefik/templates/_helpers.tpl `traefik.labelselector`:
+# the chart's name, and `<release>-<namespace>` as the instance).
 TRAEFIK_LABELS = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": f"traefik-{GATEWAY_NAMESPACE}"}
 
 Meta = k8s.meta.v1.ObjectMetaArgs

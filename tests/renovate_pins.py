@@ -182,7 +182,8 @@ def pins_in(path: str, text: str) -> list[Pin]:
 def repository_files(root: Path = ROOT) -> dict[str, str]:
     """Where pins live: requirements files, YAML (workflows, actions, stacks), the code and its scripts.
 
-    Not tests/ (test data, never deployed; Renovate's recommended config skips tests/ too) and no
+    Not tests/ (test data, never deployed; Renovate's recommended config skips tests/ too), not
+    manifests/ (upstream files vendored whole, whose version is in their name and header), and no
     dot directories but .github (virtualenvs, caches).
     """
     found: dict[str, str] = {}
@@ -191,7 +192,9 @@ def repository_files(root: Path = ROOT) -> dict[str, str]:
         dirs[:] = [
             d
             for d in sorted(dirs)
-            if not (d.startswith(".") and d != ".github") and d != "__pycache__" and (rel_folder, d) != (".", "tests")
+            if not (d.startswith(".") and d != ".github")
+            and d != "__pycache__"
+            and (rel_folder, d) not in ((".", "tests"), (".", "manifests"))
         ]
         for name in names:
             rel = name if rel_folder == "." else f"{rel_folder}/{name}"

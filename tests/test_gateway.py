@@ -271,7 +271,7 @@ def test_home_assistant_trusts_the_gateways_hops() -> None:
 
 def test_the_gateway_api_crds_come_from_the_repository_before_traefik_and_the_gateway() -> None:
     run = program("home")
-    [crds] = [r for r in run.resources if r.type == "kubernetes:yaml/v2:ConfigFile"]
+    [crds] = [r for r in run.resources if r.type == tokens.CONFIG_FILE]
     assert crds.inputs["file"] == GATEWAY_API_CRDS and (ROOT / GATEWAY_API_CRDS).is_file()
     [traefik] = [r for r in run.of_type(tokens.HELM_RELEASE) if r.name == "traefik"]
     assert crds.urn in traefik.dependencies

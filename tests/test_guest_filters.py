@@ -56,6 +56,8 @@ def test_k3s_vms_send_from_the_addresses_kube_vip_moves_onto_them(stack: str) ->
     assert k3s is not None
     pool = k3s.load_balancer_pool
     fixed = [str(w.load_balancer_ip) for w in cluster.workloads if w.load_balancer_ip is not None]
+    # The gateway's address too: kube-vip announces it from whichever VM it picks.
+    fixed += [str(cluster.gateway.address)] if cluster.gateway is not None else []
     for vm in [*k3s.servers, *k3s.agents]:
         for address in [str(pool.start), str(pool.end), *fixed]:
             assert may_send(run, vm, "net0", address), (vm, address)

@@ -61,11 +61,11 @@ CUSTOM_KINDS = (
 
 def k8s_objects(run: ProgramRun) -> list[Resource]:
     """Every Kubernetes object the program declares of Kubernetes' own kinds (Helm releases are
-    charts, not objects)."""
+    charts and a ConfigFile a file of objects, not objects)."""
     return [
         r
         for r in run.resources
-        if r.type.startswith("kubernetes:") and r.type not in (tokens.HELM_RELEASE, *CUSTOM_KINDS)
+        if r.type.startswith("kubernetes:") and r.type not in (tokens.HELM_RELEASE, tokens.CONFIG_FILE, *CUSTOM_KINDS)
     ]
 
 
