@@ -364,3 +364,14 @@ def test_make_ca_writes_the_key_for_the_owner_only_and_never_over_one(tmp_path: 
     before = key.read_bytes()
     assert tool.main(["--stack", "home", "--key-out", str(key)]) == 1
     assert key.read_bytes() == before
+
+
+def test_each_listener_is_on_one_of_traefiks_entry_points() -> None:
+    """Traefik serves a listener only on the entry point whose address has the listener's port
+    (traefik pkg/provider/kubernetes/gateway/kubernetes.go `entryPointName`), not the Service's."""
+    values = release_values("traefik")
+    entry_points = {values["ports"]["web"]["port"]: "HTTP", values["ports"]["websecure"]["port"]: "HTTPS"}
+    [gateway] = [r for r in program("home").resources if r.type == tokens.GATEWAY]
+    listeners = {(listener["port"], listener["protocol"]) for listener in gateway.inputs["spec"]["listeners"]}
+    assert listeners == set(entry_points.items())
+    assert {values["ports"]["web"]["exposedPort"], values["ports"]["websecure"]["exposedPort"]} == {80, 443}
