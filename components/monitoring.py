@@ -28,6 +28,7 @@ from plan.measured_power import power_dashboard
 from plan.monitoring import (
     ALERTMANAGER,
     BLACKBOX,
+    GATEWAY_TLS_MODULE,
     TCP_MODULE,
     TLS_MODULE,
     VMALERT,
@@ -35,6 +36,7 @@ from plan.monitoring import (
     VOLSYNC_METRICS,
     VOLSYNC_METRICS_PORT,
     alertmanager_config,
+    gateway_probe_name,
     rule_groups,
     scrape_config,
 )
@@ -131,11 +133,16 @@ def alertmanager_values(config_checksum: pulumi.Input[str] = "") -> dict[str, An
     }
 
 
-def blackbox_values() -> dict[str, Any]:
+def blackbox_values(cluster: Cluster) -> dict[str, Any]:
+    modules: dict[str, Any] = {}
+    if cluster.gateway is not None:
+        tls = {"insecure_skip_verify": True, "server_name": gateway_probe_name(cluster)}
+        modules[GATEWAY_TLS_MODULE] = {"prober": "tcp", "timeout": "5s", "tcp": {"tls": True, "tls_config": tls}}
     return {
         "fullnameOverride": BLACKBOX,
         "config": {
             "modules": {
+                **modules,
                 TCP_MODULE: {"prober": "tcp", "timeout": "5s"},
                 # The certificate's expiry is what is read; Proxmox's own CA is not in the trust store.
                 TLS_MODULE: {
@@ -239,7 +246,11 @@ class MetricsStack(pulumi.ComponentResource):
         )
         self.releases = [
             release(
-                BLACKBOX, "prometheus-blackbox-exporter", BLACKBOX_VERSION, COMMUNITY_REPOSITORY, blackbox_values()
+                BLACKBOX,
+                "prometheus-blackbox-exporter",
+                BLACKBOX_VERSION,
+                COMMUNITY_REPOSITORY,
+                blackbox_values(cluster),
             ),
             release(
                 VMSINGLE,

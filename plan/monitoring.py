@@ -26,6 +26,10 @@ API_PORT = 6443
 # Blackbox exporter's modules (its config: components/monitoring.py).
 TCP_MODULE = "tcp_connect"
 TLS_MODULE = "tls_connect"
+# The gateway's certificate: a TLS handshake at its address naming a host under the domain, so
+# Traefik shows the wildcard certificate cert-manager keeps (by address alone it would show its
+# own default one).
+GATEWAY_TLS_MODULE = "tls_gateway"
 
 # The releases of the metrics stack (components/monitoring.py), named so that their Services are.
 VMSINGLE = "vmsingle"
@@ -133,7 +137,15 @@ def probe_targets(cluster: Cluster) -> dict[str, list[str]]:
     tls = [f"{n.address}:8006" for n in cluster.nodes]
     if cluster.k3s is not None:
         tls.insert(0, f"{cluster.k3s.api_vip}:{API_PORT}")
-    return {TCP_MODULE: sorted(set(tcp)), TLS_MODULE: tls}
+    targets = {TCP_MODULE: sorted(set(tcp)), TLS_MODULE: tls}
+    if cluster.gateway is not None:
+        targets[GATEWAY_TLS_MODULE] = [f"{cluster.gateway.address}:443"]
+    return targets
+
+
+def gateway_probe_name(cluster: Cluster) -> str:
+    """The name the gateway's certificate probe asks for: any one label under the domain."""
+    return f"probe.{cluster.domain}"
 
 
 def backup_rules(cluster: Cluster) -> list[Rule]:
@@ -214,7 +226,9 @@ def alert_rules(cluster: Cluster, power_minutes: int) -> list[Rule]:
         ),
         alert(
             "CertificateExpiresSoon",
-            f'probe_ssl_earliest_cert_expiry{{job="probe-{TLS_MODULE}"}} - time() < 21 * 86400',
+            # cert-manager renews the gateway's with 30 days left: at 21, its renewal has failed for
+            # 9 days.
+            f'probe_ssl_earliest_cert_expiry{{job=~"probe-({TLS_MODULE}|{GATEWAY_TLS_MODULE})"}} - time() < 21 * 86400',
             60,
             "warning",
             "the certificate of {{ $labels.instance }} expires in less than 3 weeks",

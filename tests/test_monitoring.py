@@ -27,6 +27,7 @@ from offline.policy_run import Violation, run_policies
 from offline.reports import Reports
 from plan.monitoring import (
     ALERTMANAGER,
+    GATEWAY_TLS_MODULE,
     TCP_MODULE,
     VMALERT,
     VMSINGLE,
@@ -87,6 +88,7 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
         return {"interval": "1m", "input_series": series,
                 "alert_rule_test": [{"alertname": alert, "eval_time": at, "exp_alerts": [exp]}]}  # fmt: skip
 
+    gw = "10.0.10.204:443"
     tests = [
         case("Watchdog", [], "1m", {"severity": "none"}, "the alerting pipeline works"),
         # Expires at 20 days: 14 days before that, it fires (every node reports it).
@@ -121,6 +123,13 @@ def test_each_alert_fires_on_what_it_watches(tmp_path: Path) -> None:
         case("UpsOnBattery", [{"series": 'homelab_ups_on_battery{node="pve1"}', "values": "1"}], "0m",
              {"severity": "critical", "node": "pve1"},
              "the UPS runs on battery: the cluster shuts down in order if the power stays off"),
+        # The gateway's wildcard, renewed by cert-manager with 30 days left: 20 days left means
+        # its renewal has failed for ten.
+        case("CertificateExpiresSoon",
+             [{"series": f'probe_ssl_earliest_cert_expiry{{job="probe-{GATEWAY_TLS_MODULE}",instance="{gw}"}}',
+               "values": f"{20 * 86400}x100"}], "90m",
+             {"severity": "warning", "job": f"probe-{GATEWAY_TLS_MODULE}", "instance": gw},
+             f"the certificate of {gw} expires in less than 3 weeks"),
         case("VolumeBackupLate", [{"series": 'volsync_volume_out_of_sync{obj_name="x",obj_namespace="apps"}',
                                    "values": "1x90"}], "70m",
              {"severity": "warning", "obj_name": "x", "obj_namespace": "apps"},
