@@ -17,6 +17,8 @@ Let's Encrypt certificate is trusted by the system's CAs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from ipaddress import ip_address
+from urllib.parse import urlparse
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -42,6 +44,23 @@ LETS_ENCRYPT = {
 LETS_ENCRYPT_TOS = "https://letsencrypt.org/documents/LE-SA-v1.5-February-24-2025.pdf"
 # acme.sh's DNS API for each provider the spec allows, and the variable its token goes in.
 ACME_SH_API = {"cloudflare": ("cf", "CF_Token")}
+
+
+def refuse_endpoint_by_address(endpoint: str, names: dict[str, str]) -> None:
+    """A Let's Encrypt certificate names the node, never its address: once the first node has
+    it, an API endpoint given by address no longer matches, and every later call of this run and
+    the next would fail TLS verification."""
+    host = urlparse(endpoint).hostname or ""
+    try:
+        ip_address(host)
+    except ValueError:
+        return
+    first = next(iter(names.values()))
+    raise pulumi.RunError(
+        f"homelab:proxmoxEndpoint {endpoint} names a node by its address, and with gateway.acme the nodes get "
+        f"Let's Encrypt certificates for their names only; set it to https://{first}:8006/ (a name the machine "
+        "running Pulumi resolves, such as an A record at the DNS provider)"
+    )
 
 
 class NodeCertificates(pulumi.ComponentResource):
@@ -103,6 +122,7 @@ class NodeCertificates(pulumi.ComponentResource):
         else:
             acme = gateway.acme
             assert acme is not None
+            refuse_endpoint_by_address(pulumi.Config("homelab").require("proxmoxEndpoint"), names)
             api, variable = ACME_SH_API[acme.dns_provider]
             account = proxmoxve.acme.Account(
                 ACME_ACCOUNT,
