@@ -67,8 +67,13 @@ def traefik_values(cluster: Cluster) -> dict[str, Any]:
         # Routes come from Gateway API objects only: no Ingress, no Traefik CRDs, no dashboard.
         "providers": {
             # The Gateway's status carries the address, which external-dns publishes each route's
-            # name at (it reads a Gateway's status.addresses).
-            "kubernetesGateway": {"enabled": True, "statusAddress": {"ip": str(gateway.address)}},
+            # name at (external-dns source/gateway.go reads a Gateway's status.addresses). The
+            # spec's address, not the Service's: known before kube-vip has announced it
+            # (traefik kubernetes.go `gatewayAddresses`: a set IP comes first).
+            "kubernetesGateway": {
+                "enabled": True,
+                "statusAddress": {"ip": str(gateway.address), "service": {"enabled": False}},
+            },
             "kubernetesCRD": {"enabled": False},
             "kubernetesIngress": {"enabled": False},
         },
