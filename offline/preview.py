@@ -141,6 +141,7 @@ def report(run: ProgramRun, reports: Reports, violations: list[dict[str, Any]]) 
         "failover": reports.failover_json(),
         "datapath": reports.datapath_json(),
         "backups": reports.backups_json(),
+        "names": reports.names_json(),
     }
 
 
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         reports.failover_text(),
         reports.datapath_text(),
         reports.backups_text(),
+        reports.names_text(),
     ):
         print()
         print("\n".join(block))

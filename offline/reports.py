@@ -14,6 +14,7 @@ from plan.datapath import DataPath, TrafficClass, datapath, gb
 from plan.failover import NodeFailure, running_from_spec, simulate
 from plan.placement import plan_guests
 from plan.power import ClusterDraw, cluster_draw
+from plan.routes import addresses
 from plan.ups import UpsPlan, no_ups_note, ups_plan
 from spec.models import Cluster
 
@@ -319,6 +320,20 @@ class Reports:
         ]
         return [*lines, "", self._backup_verdict()]
 
+    # --- names: what an owner opens -------------------------------------------------------------
+
+    def names_json(self) -> list[dict[str, str]]:
+        return [{"what": a.what, "url": a.url, "how": a.how} for a in addresses(self.cluster)]
+
+    def names_text(self) -> list[str]:
+        lines = ["Names (what you open after `pulumi up`):"]
+        lines += [f"  {a.what:<16} {a.url:<40} {a.how}" for a in addresses(self.cluster)]
+        return lines
+
+    def names_markdown(self) -> list[str]:
+        lines = ["### Names", "", "| what | URL | how |", "|---|---|---|"]
+        return lines + [f"| {a.what} | {a.url} | {a.how} |" for a in addresses(self.cluster)]
+
     def markdown(self, stack: str, resources: int, violations: list[dict[str, Any]]) -> str:
         mandatory = [v for v in violations if v.get("enforcement") == "mandatory"]
         status = "❌ mandatory policy violations" if mandatory else "✅ no mandatory policy violation"
@@ -341,6 +356,8 @@ class Reports:
             *self.datapath_markdown(),
             "",
             *self.backups_markdown(),
+            "",
+            *self.names_markdown(),
             "",
             "### Topology",
             "",

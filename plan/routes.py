@@ -80,3 +80,43 @@ def node_names(cluster: Cluster) -> dict[str, str]:
     name: a CA whose name constraints permit the domain makes a certificate naming anything
     outside it invalid as a whole (RFC 5280, 4.2.1.10)."""
     return {n.name: f"{n.name}.{cluster.domain}" for n in cluster.nodes}
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where an owner opens one thing of the cluster: its URL, and how it got there."""
+
+    what: str
+    url: str
+    how: str
+
+
+def addresses(cluster: Cluster) -> list[Address]:
+    """What an owner opens after `pulumi up`: each app's web page (through the gateway, on its own
+    address in plain HTTP, or not yet on the LAN), and each Proxmox node's UI."""
+    out: list[Address] = []
+    for w in cluster.workloads:
+        port = w.http_port
+        if port is None:
+            continue
+        if w.setup_pending:
+            url = f"https://{host_of(cluster, w)}/" if cluster.gateway and not w.plain_http else "–"
+            out.append(
+                Address(w.name, url, f"setup pending: kubectl -n {w.namespace} port-forward svc/{w.name} {port.port}")
+            )
+        elif routed_port(cluster, w) is not None:
+            out.append(Address(w.name, f"https://{host_of(cluster, w)}/", "through the gateway"))
+        else:
+            why = f"plain HTTP: {w.plain_http}" if w.plain_http else "plain HTTP (no gateway in the spec)"
+            if w.load_balancer_ip is None:
+                where = "<pool address>"
+                why += f"; kubectl -n {w.namespace} get svc {w.name} shows it"
+            else:
+                where = str(w.load_balancer_ip)
+            out.append(Address(w.name, f"http://{where}:{port.port}/", why))
+    names = node_names(cluster) if cluster.gateway is not None else {}
+    for n in cluster.nodes:
+        url = f"https://{names[n.name]}:8006/" if n.name in names else f"https://{n.address}:8006/"
+        how = "certificate from the gateway's issuer" if names else "the cluster's own CA"
+        out.append(Address(f"Proxmox {n.name}", url, how))
+    return out

@@ -29,10 +29,19 @@ from components.dns_names import VERSION as EXTERNAL_DNS_VERSION
 from components.gateway import GATEWAY_API_CRDS, TRAEFIK_VERSION
 from components.k3s import CLUSTER_CIDR, PROXMOX_NODE_LABEL
 from offline.harness import ROOT, Resource, config_for, run_program
-from plan.routes import GATEWAY_NAMESPACE, WILDCARD_SECRET, routes
+from plan.routes import GATEWAY_NAMESPACE, WILDCARD_SECRET, addresses, routes
 from policies import tokens
+from spec import parse_cluster
 from tests.crd_support import installed_crds, problems
-from tests.support import cluster_set_up, program, program_set_up, program_with, stack_cluster, stack_data
+from tests.support import (
+    cluster_set_up,
+    program,
+    program_set_up,
+    program_with,
+    set_up_data,
+    stack_cluster,
+    stack_data,
+)
 from tools.make_ca import make_ca
 
 GATEWAY_API = (tokens.GATEWAY, tokens.HTTP_ROUTE)
@@ -381,3 +390,21 @@ def test_each_listener_is_on_one_of_traefiks_entry_points() -> None:
     listeners = {(listener["port"], listener["protocol"]) for listener in gateway.inputs["spec"]["listeners"]}
     assert listeners == set(entry_points.items())
     assert {values["ports"]["web"]["exposedPort"], values["ports"]["websecure"]["exposedPort"]} == {80, 443}
+
+
+def test_the_preview_lists_what_an_owner_opens() -> None:
+    shipped = {a.what: (a.url, a.how) for a in addresses(stack_cluster("home"))}
+    assert shipped["whoami"] == ("https://whoami.home.arpa/", "through the gateway")
+    assert shipped["adguard-home"][0] == "https://adguard.home.arpa/"
+    assert shipped["jellyfin"] == (
+        "https://jellyfin.home.arpa/",
+        "setup pending: kubectl -n media port-forward svc/jellyfin 8096",
+    )
+    assert shipped["Proxmox pve2"][0] == "https://pve2.home.arpa:8006/"
+    data = set_up_data("home")
+    next(w for w in data["workloads"] if w["name"] == "jellyfin")["plain_http"] = "an old TV app without HTTPS"
+    kept = {a.what: (a.url, a.how) for a in addresses(parse_cluster(data))}
+    assert kept["jellyfin"] == ("http://10.0.10.202:8096/", "plain HTTP: an old TV app without HTTPS")
+    assert kept["uptime-kuma"] == ("https://uptime-kuma.home.arpa/", "through the gateway")
+    lab = {a.what: a.url for a in addresses(stack_cluster("lab"))}
+    assert lab["whoami"] == "http://<pool address>:80/" and lab["Proxmox lab1"] == "https://192.168.100.11:8006/"
