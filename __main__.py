@@ -4,12 +4,12 @@ Read top to bottom, this is the order the cluster comes up in.
 """
 
 import pulumi
-from components.dns_names import DnsNames
 
 from components.backup_server import BackupServer
 from components.backups import EtcdSnapshotsOffCluster, GuestBackups
 from components.certificates import Certificates
 from components.cluster import CorosyncStorageLink, ProxmoxCluster
+from components.dns_names import DnsNames
 from components.firewall import GuestFilters, ProxmoxFirewall
 from components.gateway import HttpsGateway
 from components.guests import Guests, GuestTemplates
